@@ -1,0 +1,63 @@
+"""Settings: one frozen object built at the edge (CLI flags and LAMINA_* variables), passed down.
+
+No other module reads the environment; constructors take the Settings or the fields they need.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Literal
+
+IsolationMode = Literal["process"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 9000
+    data_dir: Path = field(default_factory=lambda: Path("data"))
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+    # Account concurrency limit (Lambda's default is 1,000 per region).
+    max_concurrency: int = 1000
+    # Seconds an idle environment is kept warm before it is stopped.
+    idle_timeout: float = 300.0
+    # Lambda's on-demand init limit (spec 5.1).
+    init_timeout: float = 10.0
+    isolation: IsolationMode = "process"
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from LAMINA_<FIELD> variables, then explicit overrides (flags) on top.
+
+        Overrides whose value is None are ignored, so unset CLI flags keep the lower layer.
+        """
+        env = os.environ if environ is None else environ
+        base = cls()
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f"LAMINA_{f.name.upper()}")
+            if raw is None:
+                continue
+            current = getattr(base, f.name)
+            if isinstance(current, bool):
+                values[f.name] = raw.lower() in ("1", "true", "yes")
+            elif isinstance(current, int):
+                values[f.name] = int(raw)
+            elif isinstance(current, float):
+                values[f.name] = float(raw)
+            elif isinstance(current, Path):
+                values[f.name] = Path(raw)
+            else:
+                values[f.name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "data_dir" in values:
+            values["data_dir"] = Path(str(values["data_dir"]))
+        return replace(base, **values)  # type: ignore[arg-type]

@@ -1,0 +1,484 @@
+"""ExecutionEnvironment: one runtime process tree serving one invocation at a time (spec 5.1).
+
+An environment owns a Sandbox, the RuntimeSession and listener its runtime talks to, a private
+/tmp, and the capture of the runtime's output into its log stream. It outlives resets: after a
+timeout or crash the runtime is killed and the next invoke re-runs init in the same environment,
+keeping /tmp (spec 5.1 "Reset"). Init that fails in the init phase is retried inside the first
+invoke (spec 4.4, "suppressed init").
+
+States: STARTING → IDLE ⇄ BUSY → DEAD. `invoke` never raises for function faults: every outcome
+is an InvokeResult. `stop` is idempotent and kills everything the environment started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import math
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lamina.logs import format as logfmt
+from lamina.logs.store import LogStore
+from lamina.model.function import FunctionConfig
+from lamina.model.invocation import Invocation, InvokeOutcome, InvokeResult, InvokeTimings
+from lamina.runtimeapi.server import start_listener
+from lamina.runtimeapi.session import InitError, NextEvent, RuntimeGone, RuntimeReply, RuntimeSession
+from lamina.runtimeapi.wire import MAX_RESPONSE_BYTES
+from lamina.runtimes.catalog import RuntimeInfo
+from lamina.sandbox.base import Limits, SandboxExit, SandboxSpec
+from lamina.sandbox.process import ProcessSandbox
+
+TAIL_BYTES = 4096
+
+
+class EnvState(enum.Enum):
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InitFailure:
+    """Why init failed: the runtime's own error body, or a platform error's detail text."""
+
+    error_type: str
+    posted_body: bytes | None = None  # what the runtime posted to /init/error, forwarded verbatim
+    detail: str = ""  # for platform errors: "RequestId: <id> Error: <detail>"
+    status: str = "error"  # INIT_REPORT Status: error | timeout
+
+    def body(self, request_id: str) -> bytes:
+        if self.posted_body is not None:
+            return self.posted_body
+        return _platform_error(request_id, self.error_type, self.detail).encode()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnvironmentContext:
+    """What every environment of a server shares."""
+
+    region: str
+    init_timeout: float
+    logs: LogStore
+    work_root: Path
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnvironmentStatistics:
+    id: str
+    function: str
+    version: str
+    state: EnvState
+    invocations: int
+    warm: bool
+    idle_since: float
+
+
+def _platform_error(request_id: str, error_type: str, detail: str) -> str:
+    return json.dumps({"errorType": error_type, "errorMessage": f"RequestId: {request_id} Error: {detail}"})
+
+
+class ExecutionEnvironment:
+    def __init__(
+        self,
+        *,
+        config: FunctionConfig,
+        runtime: RuntimeInfo,
+        code_dir: Path,
+        ctx: EnvironmentContext,
+        on_dead: Callable[[ExecutionEnvironment], None] | None = None,
+    ) -> None:
+        self.id = uuid.uuid4().hex
+        self.config = config
+        self.state = EnvState.STARTING
+        self.stream = time.strftime("%Y/%m/%d/", time.gmtime()) + f"[{config.version}]{self.id}"
+        self.invocations = 0
+        self.idle_since = time.monotonic()
+        self._runtime = runtime
+        self._code_dir = code_dir
+        self._ctx = ctx
+        self._on_dead = on_dead
+        self._dir = ctx.work_root / self.id
+        self._tmp = self._dir / "tmp"
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        self._sandbox: ProcessSandbox | None = None
+        self._session: RuntimeSession | None = None
+        self._listener: asyncio.Server | None = None
+        self._exit_task: asyncio.Task[SandboxExit] | None = None
+        self._needs_launch = True
+        self._init_failure: InitFailure | None = None
+        self._init_ms: float | None = None  # reported on the first REPORT after a successful init
+        self._partial = b""
+        self._pending: list[tuple[int, str]] = []  # log events not yet written
+        self._tail: list[str] | None = None  # this invocation's lines, when a tail is wanted
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def warm(self) -> bool:
+        return not self._needs_launch
+
+    async def start(self) -> None:
+        """Run the init phase (bounded by the init timeout). A failure is kept for the first invoke."""
+        t0 = time.perf_counter()
+        failure = await self._launch(self._ctx.init_timeout)
+        init_ms = (time.perf_counter() - t0) * 1000
+        if failure is None:
+            self._init_ms = init_ms
+        else:
+            self._log(logfmt.init_report_line(init_ms, "init", failure.status, failure.error_type))
+        self._flush_logs()
+        if self.state is EnvState.STARTING:
+            self.state = EnvState.IDLE
+
+    async def _launch(self, budget: float) -> InitFailure | None:
+        """Start the runtime and wait until it first calls /next; a failure if it cannot."""
+        await self._stop_runtime()
+        self._needs_launch = True
+        loop = asyncio.get_running_loop()
+        session = RuntimeSession()
+        listener = await start_listener(session)
+        self._session, self._listener = session, listener
+        port = listener.sockets[0].getsockname()[1]
+        argv = self._argv()
+        if isinstance(argv, InitFailure):
+            return argv
+        self._log(logfmt.init_start_line(self._runtime_version, self._runtime_version_arn))
+        sandbox = ProcessSandbox()
+        spec = SandboxSpec(
+            argv=argv,
+            env=self._runtime_env(port),
+            cwd=self._code_dir,
+            limits=Limits(memory_mb=self.config.memory_size, tmp_mb=self.config.ephemeral_storage),
+            tmp_dir=self._tmp,
+        )
+        try:
+            await sandbox.start(spec)
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            return InitFailure(error_type="Runtime.InvalidEntrypoint", detail=f"fork/exec {argv[0]}: {reason}")
+        self._sandbox = sandbox
+        loop.add_reader(sandbox.output_fd, self._read_output)
+        self._exit_task = asyncio.ensure_future(sandbox.wait_exit())
+        self._exit_task.add_done_callback(self._on_exit)
+        ready = asyncio.ensure_future(session.wait_ready())
+        try:
+            done, _ = await asyncio.wait({ready, self._exit_task}, timeout=budget, return_when=asyncio.FIRST_COMPLETED)
+            if ready in done and ready.exception() is None:
+                init_error = ready.result()
+                if init_error is None:
+                    self._needs_launch = False
+                    return None
+                return await self._after_init_error(init_error)
+            if self._exit_task in done:
+                self._drain_output()
+                detail = _exit_detail(self._exit_task.result())
+                return InitFailure(error_type="Runtime.ExitError", detail=detail)
+            await self._stop_runtime()
+            return InitFailure(error_type="Sandbox.Timedout", status="timeout", detail=f"Task timed out after {budget:.2f} seconds")
+        finally:
+            ready.cancel()
+
+    async def _after_init_error(self, err: InitError) -> InitFailure:
+        # The runtime exits right after posting /init/error (spec 4.4); give it a moment, then kill.
+        assert self._exit_task is not None
+        await asyncio.wait({self._exit_task}, timeout=1.0)
+        await self._stop_runtime()
+        return InitFailure(error_type=err.error_type, posted_body=err.body)
+
+    def _argv(self) -> list[str] | InitFailure:
+        if not self._runtime.is_custom:
+            return self._runtime.launch_argv()
+        # Custom runtime: /var/task/bootstrap, then /opt/bootstrap (spec 5.2). Layers come later.
+        bootstrap = self._code_dir / "bootstrap"
+        if not bootstrap.is_file():
+            return InitFailure(
+                error_type="Runtime.InvalidEntrypoint",
+                detail="Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]",
+            )
+        if not os.access(bootstrap, os.X_OK):
+            return InitFailure(error_type="Runtime.InvalidEntrypoint", detail="fork/exec /var/task/bootstrap: permission denied")
+        return self._runtime.launch_argv(bootstrap)
+
+    @property
+    def _runtime_version(self) -> str:
+        rid = self.config.runtime
+        family, _, rest = rid.partition(".") if rid.startswith("provided") else (rid.rstrip("0123456789.x"), "", rid)
+        if rid.startswith("python"):
+            return f"python:{rid.removeprefix('python')}.lamina1"
+        return f"{family}:{rest or 'al1'}.lamina1"
+
+    @property
+    def _runtime_version_arn(self) -> str:
+        import hashlib
+
+        digest = hashlib.sha256(self._runtime_version.encode()).hexdigest()
+        return f"arn:aws:lambda:{self._ctx.region}::runtime:{digest}"
+
+    def _runtime_env(self, port: int) -> dict[str, str]:
+        c = self.config
+        env = dict(c.environment)
+        env.update(
+            {
+                "PATH": "/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin",
+                "LANG": "en_US.UTF-8",
+                "LD_LIBRARY_PATH": "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib",
+                "TZ": ":UTC",
+                "TMPDIR": str(self._tmp),
+                "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+            }
+        )
+        for key in ("PATH", "LANG", "LD_LIBRARY_PATH", "TZ"):
+            if key in c.environment:
+                env[key] = c.environment[key]  # unreserved defaults the function may override (spec 5.3)
+        env.update(
+            {
+                "_HANDLER": c.handler,
+                "AWS_REGION": self._ctx.region,
+                "AWS_DEFAULT_REGION": self._ctx.region,
+                "AWS_LAMBDA_FUNCTION_NAME": c.name,
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(c.memory_size),
+                "AWS_LAMBDA_FUNCTION_VERSION": c.version,
+                "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+                "AWS_LAMBDA_LOG_GROUP_NAME": c.log_group,
+                "AWS_LAMBDA_LOG_STREAM_NAME": self.stream,
+                "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}",
+                "LAMBDA_TASK_ROOT": str(self._code_dir),
+                "LAMBDA_RUNTIME_DIR": str(self._runtime.runtime_dir),
+            }
+        )
+        if not self._runtime.is_custom:
+            env["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{c.runtime}"
+        if c.logging.log_format == "JSON":
+            env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
+            if c.logging.application_log_level:
+                env["AWS_LAMBDA_LOG_LEVEL"] = c.logging.application_log_level
+        return env
+
+    def _on_exit(self, task: asyncio.Task[SandboxExit]) -> None:
+        if self._session is not None:
+            self._session.close("runtime exited")
+        if self.state is EnvState.IDLE and self.warm:
+            # Died while idle: the next invoke re-inits (a reset, keeping /tmp).
+            self._needs_launch = True
+
+    async def _stop_runtime(self) -> None:
+        """Kill the current runtime (if any) and release its listener; the environment stays."""
+        if self._sandbox is not None:
+            self._sandbox.kill()
+            if self._exit_task is not None:
+                await asyncio.wait({self._exit_task}, timeout=5.0)
+            self._drain_output()
+            asyncio.get_running_loop().remove_reader(self._sandbox.output_fd)
+            self._sandbox.close_output()
+            self._sandbox = None
+        self._exit_task = None
+        if self._session is not None:
+            self._session.close("environment reset")
+            self._session = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        self._needs_launch = True
+
+    async def stop(self) -> None:
+        """Stop for good: kill the runtime, delete /tmp. Idempotent."""
+        if self.state is EnvState.DEAD:
+            return
+        self.state = EnvState.DEAD
+        await self._stop_runtime()
+        self._flush_logs()
+        await asyncio.to_thread(shutil.rmtree, self._dir, True)
+        if self._on_dead is not None:
+            self._on_dead(self)
+
+    # --- invoke ------------------------------------------------------------------------------
+
+    async def invoke(self, inv: Invocation) -> InvokeResult:
+        if self.state is not EnvState.IDLE:
+            raise RuntimeError(f"environment {self.id} is {self.state.value}, not idle")
+        self.state = EnvState.BUSY
+        self.invocations += 1
+        self._tail = [] if inv.tail_log else None
+        try:
+            return await self._invoke(inv)
+        finally:
+            self._tail = None
+            self._flush_logs()
+            if self.state is EnvState.BUSY:
+                self.state = EnvState.IDLE
+                self.idle_since = time.monotonic()
+
+    async def _invoke(self, inv: Invocation) -> InvokeResult:
+        rid = inv.request_id
+        c = self.config
+        t_start = time.perf_counter()
+        deadline = t_start + c.timeout
+        init_ms = self._init_ms
+        self._init_ms = None
+        if self._needs_launch:
+            # Suppressed init or a reset: init again inside this invoke, within its timeout.
+            t0 = time.perf_counter()
+            failure = await self._launch(max(0.001, deadline - time.perf_counter()))
+            init_ms = (time.perf_counter() - t0) * 1000
+            if failure is not None:
+                self._log(logfmt.init_report_line(init_ms, "invoke", failure.status, failure.error_type))
+                self._log(logfmt.start_line(rid, c.version))
+                return self._finish(inv, t_start, None, InvokeOutcome.INIT_ERROR, failure.body(rid), failure.error_type, status="error")
+        self._log(logfmt.start_line(rid, c.version))
+        assert self._session is not None
+        event = NextEvent(
+            request_id=rid,
+            deadline_ms=int((time.time() + max(0.0, deadline - time.perf_counter())) * 1000),
+            invoked_arn=inv.invoked_arn,
+            payload=inv.payload,
+            trace_id=inv.trace_id,
+            client_context=inv.client_context,
+        )
+        t_start = time.perf_counter()
+        reply_future = self._session.deliver(event)
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.perf_counter())):
+                reply: RuntimeReply = await asyncio.shield(reply_future)
+        except TimeoutError:
+            await self._stop_runtime()
+            self._log(logfmt.timeout_line(rid, c.timeout))
+            body = _platform_error(rid, "Sandbox.Timedout", f"Task timed out after {c.timeout:.2f} seconds")
+            return self._finish(inv, t_start, init_ms, InvokeOutcome.TIMEOUT, body.encode(), "Sandbox.Timedout", status="timeout")
+        except RuntimeGone:
+            assert self._exit_task is not None
+            exit_info = await self._exit_task
+            self._drain_output()
+            await self._stop_runtime()
+            detail = _exit_detail(exit_info)
+            error_type = "Runtime.ExitError"
+            body = _platform_error(rid, error_type, detail)
+            return self._finish(inv, t_start, init_ms, InvokeOutcome.RUNTIME_EXIT, body.encode(), error_type, status="error")
+        self._drain_output()
+        if reply.too_large:
+            # The runtime was answered 413 and (like awslambdaric) may exit: reset the environment.
+            await self._stop_runtime()
+            body = json.dumps(
+                {
+                    "errorMessage": f"Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).",
+                    "errorType": "Function.ResponseSizeTooLarge",
+                }
+            ).encode()
+            return self._finish(inv, t_start, init_ms, InvokeOutcome.RESPONSE_TOO_LARGE, body, "Function.ResponseSizeTooLarge", status="error")
+        if reply.is_error:
+            return self._finish(inv, t_start, init_ms, InvokeOutcome.FUNCTION_ERROR, reply.body, reply.error_type)
+        return self._finish(inv, t_start, init_ms, InvokeOutcome.SUCCESS, reply.body, None, content_type=reply.content_type)
+
+    def _finish(
+        self,
+        inv: Invocation,
+        t_start: float,
+        init_ms: float | None,
+        outcome: InvokeOutcome,
+        payload: bytes,
+        error_type: str | None,
+        *,
+        status: str | None = None,
+        content_type: str | None = None,
+    ) -> InvokeResult:
+        duration = (time.perf_counter() - t_start) * 1000
+        peak = self._sandbox.stats().max_memory_bytes if self._sandbox is not None else 0
+        timings = InvokeTimings(
+            duration_ms=duration,
+            billed_ms=logfmt.billed_ms(duration),
+            max_memory_mb=math.ceil(peak / 1048576),
+            init_ms=init_ms,
+        )
+        self._log(logfmt.end_line(inv.request_id))
+        self._log(
+            logfmt.report_line(
+                inv.request_id, timings, self.config.memory_size, status=status, error_type=error_type if status else None
+            )
+        )
+        tail = None
+        if self._tail is not None:
+            tail = ("\n".join(self._tail) + "\n").encode()[-TAIL_BYTES:]
+        return InvokeResult(
+            request_id=inv.request_id,
+            executed_version=self.config.version,
+            outcome=outcome,
+            payload=payload,
+            content_type=content_type,
+            error_type=error_type,
+            timings=timings,
+            log_tail=tail,
+        )
+
+    # --- output capture ----------------------------------------------------------------------
+
+    def _read_output(self) -> None:
+        sandbox = self._sandbox
+        if sandbox is None:
+            return
+        try:
+            chunk = os.read(sandbox.output_fd, 65536)
+        except BlockingIOError:
+            return
+        if not chunk:
+            asyncio.get_running_loop().remove_reader(sandbox.output_fd)
+            self._take_lines(b"", final=True)
+            return
+        self._take_lines(chunk)
+
+    def _drain_output(self) -> None:
+        """Read everything the runtime has written so far (it flushes before posting a reply)."""
+        sandbox = self._sandbox
+        if sandbox is None or sandbox.output_fd < 0:
+            return
+        while True:
+            try:
+                chunk = os.read(sandbox.output_fd, 65536)
+            except BlockingIOError:
+                return
+            if not chunk:
+                self._take_lines(b"", final=True)
+                return
+            self._take_lines(chunk)
+
+    def _take_lines(self, chunk: bytes, *, final: bool = False) -> None:
+        lines = (self._partial + chunk).split(b"\n")
+        self._partial = lines.pop()  # an unfinished line (b"" after a newline)
+        if final and self._partial:
+            lines.append(self._partial)
+            self._partial = b""
+        for raw in lines:
+            self._log(raw.decode("utf-8", "replace"))
+
+    def _log(self, message: str) -> None:
+        self._pending.append((int(time.time() * 1000), message))
+        if self._tail is not None:
+            self._tail.append(message)
+
+    def _flush_logs(self) -> None:
+        if self._pending:
+            self._ctx.logs.write(self.config.name, self.stream, self._pending)
+            self._pending = []
+
+    def statistics(self) -> EnvironmentStatistics:
+        return EnvironmentStatistics(
+            id=self.id,
+            function=self.config.name,
+            version=self.config.version,
+            state=self.state,
+            invocations=self.invocations,
+            warm=self.warm,
+            idle_since=self.idle_since,
+        )
+
+
+def _exit_detail(exit_info: SandboxExit) -> str:
+    if exit_info.returncode == 0:
+        return "Runtime exited without providing a reason"
+    return f"Runtime exited with error: {exit_info.describe()}"

@@ -1,0 +1,1 @@
+"""Function output and platform lines (spec 6)."""

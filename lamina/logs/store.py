@@ -1,0 +1,85 @@
+"""Log groups on disk: one append-only JSON-lines file per function under <data>/logs.
+
+Each line is {"t": epoch ms, "s": log stream name, "m": message}. A reader's cursor is a byte
+offset into the file, so `lamina logs --follow` resumes exactly where it stopped. Writes are
+batched per invocation (one write call) and flushed to the OS at once, so a server crash loses
+nothing already reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+_SAFE = re.compile(r"^[a-zA-Z0-9-_]{1,64}$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogEvent:
+    timestamp: int
+    stream: str
+    message: str
+
+
+class LogStore:
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self._files: dict[str, IO[str]] = {}
+        self._changed: dict[str, asyncio.Event] = {}
+
+    def _path(self, function: str) -> Path:
+        if not _SAFE.match(function):
+            raise ValueError(f"bad function name {function!r}")
+        return self._root / f"{function}.jsonl"
+
+    def write(self, function: str, stream: str, events: list[tuple[int, str]]) -> None:
+        """Append events (epoch ms, message) of one stream; visible to readers on return."""
+        if not events:
+            return
+        f = self._files.get(function)
+        if f is None:
+            f = self._files[function] = open(self._path(function), "a", encoding="utf-8")
+        f.write("".join(json.dumps({"t": t, "s": stream, "m": m}, ensure_ascii=False) + "\n" for t, m in events))
+        f.flush()
+        ev = self._changed.pop(function, None)
+        if ev is not None:
+            ev.set()
+
+    def exists(self, function: str) -> bool:
+        return self._path(function).exists()
+
+    def read(self, function: str, cursor: int = 0, limit: int = 1000) -> tuple[list[LogEvent], int]:
+        """Up to `limit` events from byte offset `cursor`; returns them and the next cursor."""
+        path = self._path(function)
+        events: list[LogEvent] = []
+        with open(path, "rb") as f:
+            f.seek(cursor)
+            while len(events) < limit:
+                line = f.readline()
+                if not line.endswith(b"\n"):
+                    break  # end, or a line still being written
+                cursor += len(line)
+                d = json.loads(line)
+                events.append(LogEvent(timestamp=d["t"], stream=d["s"], message=d["m"]))
+        return events, cursor
+
+    async def wait_for_more(self, function: str, cursor: int, timeout: float) -> None:
+        """Return when the log grows past `cursor`, or after `timeout` seconds."""
+        path = self._path(function)
+        if path.exists() and path.stat().st_size > cursor:
+            return
+        ev = self._changed.setdefault(function, asyncio.Event())
+        try:
+            await asyncio.wait_for(ev.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()

@@ -1,0 +1,1 @@
+"""Pure typed values: no I/O, no asyncio, stdlib only."""

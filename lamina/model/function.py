@@ -1,0 +1,115 @@
+"""Functions, versions and aliases as typed values (spec 2.1)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from lamina.model.ids import LATEST
+
+
+class FunctionState(enum.Enum):
+    PENDING = "Pending"
+    ACTIVE = "Active"
+    INACTIVE = "Inactive"
+    FAILED = "Failed"
+
+
+class LastUpdateStatus(enum.Enum):
+    SUCCESSFUL = "Successful"
+    FAILED = "Failed"
+    IN_PROGRESS = "InProgress"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CodeRef:
+    """A stored deployment zip: addressed by its SHA-256."""
+
+    sha256_hex: str
+    size: int
+
+    @property
+    def sha256_b64(self) -> str:
+        import base64
+
+        return base64.b64encode(bytes.fromhex(self.sha256_hex)).decode()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoggingConfig:
+    log_format: str = "Text"
+    application_log_level: str | None = None
+    system_log_level: str | None = None
+    log_group: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateInfo:
+    """State and LastUpdateStatus with their reasons: what the waiters poll (spec 1.6)."""
+
+    state: FunctionState = FunctionState.PENDING
+    state_reason: str | None = "The function is being created."
+    state_reason_code: str | None = "Creating"
+    last_update_status: LastUpdateStatus | None = None
+    last_update_reason: str | None = None
+    last_update_reason_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FunctionConfig:
+    """Everything that describes one version of a function."""
+
+    name: str
+    version: str = LATEST
+    runtime: str
+    handler: str
+    role: str
+    code: CodeRef
+    description: str = ""
+    memory_size: int = 128
+    timeout: int = 3
+    environment: dict[str, str] = field(default_factory=dict)
+    architectures: tuple[str, ...] = ("x86_64",)
+    ephemeral_storage: int = 512
+    tracing_mode: str = "PassThrough"
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    layers: tuple[str, ...] = ()
+    dead_letter_target: str | None = None
+    kms_key_arn: str | None = None
+    package_type: str = "Zip"
+    revision_id: str
+    last_modified: str
+    status: StateInfo = field(default_factory=StateInfo)
+
+    @property
+    def is_latest(self) -> bool:
+        return self.version == LATEST
+
+    @property
+    def log_group(self) -> str:
+        return self.logging.log_group or f"/aws/lambda/{self.name}"
+
+    def runs_like(self, other: FunctionConfig) -> bool:
+        """True if an environment built for `other` can serve this config unchanged."""
+        return (
+            self.code == other.code
+            and self.runtime == other.runtime
+            and self.handler == other.handler
+            and self.memory_size == other.memory_size
+            and self.timeout == other.timeout
+            and self.environment == other.environment
+            and self.layers == other.layers
+            and self.ephemeral_storage == other.ephemeral_storage
+            and self.logging == other.logging
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Alias:
+    function_name: str
+    name: str
+    function_version: str
+    description: str = ""
+    # At most one extra version with a weight in [0, 1] (spec 2.3).
+    additional_weights: dict[str, float] = field(default_factory=dict)
+    revision_id: str

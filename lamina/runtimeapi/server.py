@@ -1,0 +1,207 @@
+"""The Runtime API listener: HTTP/1.1 on httptools, one listener per environment.
+
+Each listener is bound to exactly one RuntimeSession, so whatever connects to it can only pull
+that environment's invocations (ARCHITECTURE 3.6): there are no ids to guess. This module parses
+and routes; the rules live in `session.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from dataclasses import dataclass
+
+import httptools
+
+from lamina.runtimeapi import wire
+from lamina.runtimeapi.session import NextEvent, PostStatus, RuntimeGone, RuntimeSession
+
+_REASONS = {200: b"OK", 202: b"Accepted", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found",
+            405: b"Method Not Allowed", 413: b"Request Entity Too Large", 500: b"Internal Server Error"}  # fmt: skip
+_OK_BODY = b'{"status":"OK"}'
+
+
+@dataclass(slots=True)
+class _Request:
+    method: bytes
+    path: str
+    headers: dict[bytes, bytes]
+    body: bytes
+    too_large: bool
+    keep_alive: bool
+
+
+class _Connection(asyncio.Protocol):
+    """One runtime connection. Requests are answered in order; /next may park until work exists."""
+
+    def __init__(self, session: RuntimeSession) -> None:
+        self._session = session
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._url = b""
+        self._headers: dict[bytes, bytes] = {}
+        self._body: list[bytes] = []
+        self._size = 0
+        self._queue: deque[_Request] = deque()
+        self._waiting: asyncio.Future[NextEvent] | None = None
+        self._waiting_request: _Request | None = None
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        if self._waiting is not None and not self._waiting.done():
+            # The runtime hung up while parked: it must not be handed an event it cannot read.
+            self._waiting.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._write(400, _error_body("InvalidRequestFormat", "malformed HTTP request"), keep_alive=False)
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = {}
+        self._body = []
+        self._size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.lower()] = value
+
+    def on_body(self, body: bytes) -> None:
+        self._size += len(body)
+        if self._size <= wire.MAX_RESPONSE_BYTES:
+            self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        path = self._url.split(b"?", 1)[0].decode("latin-1")
+        self._queue.append(
+            _Request(
+                method=self._parser.get_method(),
+                path=path,
+                headers=self._headers,
+                body=b"".join(self._body),
+                too_large=self._size > wire.MAX_RESPONSE_BYTES,
+                keep_alive=self._parser.should_keep_alive(),
+            )
+        )
+        if self._waiting is None:
+            self._process()
+
+    # routing
+    def _process(self) -> None:
+        while self._queue and self._waiting is None and self._transport is not None:
+            self._handle(self._queue.popleft())
+
+    def _handle(self, req: _Request) -> None:
+        s = self._session
+        path = req.path
+        if path == wire.NEXT and req.method == b"GET":
+            result = s.next()
+            if isinstance(result, NextEvent):
+                self._write_event(result, req.keep_alive)
+            else:
+                self._waiting, self._waiting_request = result, req
+                result.add_done_callback(self._on_event)
+            return
+        if req.method != b"POST":
+            self._write(405 if path.startswith(wire.PREFIX) else 404, _error_body("NotFound", "unknown path"), req.keep_alive)
+            return
+        content_type = req.headers.get(wire.H_CONTENT_TYPE_LC, b"").decode("latin-1") or None
+        if path == wire.INIT_ERROR:
+            err = req.headers.get(wire.H_ERROR_TYPE_LC, b"").decode("latin-1") or None
+            self._answer_post(s.post_init_error(req.body, err), req.keep_alive)
+            return
+        if path.startswith(wire.INVOCATION):
+            request_id, _, action = path[len(wire.INVOCATION):].partition("/")
+            if action == "response":
+                mode = req.headers.get(wire.H_RESPONSE_MODE_LC)
+                if mode is not None and mode.lower() != b"streaming":
+                    self._write(400, _error_body("InvalidFunctionResponseMode", "Invalid response mode"), req.keep_alive)
+                    return
+                status = s.post_response(request_id, req.body, content_type, too_large=req.too_large)
+                self._answer_post(status, req.keep_alive)
+                return
+            if action == "error":
+                err = req.headers.get(wire.H_ERROR_TYPE_LC, b"").decode("latin-1") or None
+                self._answer_post(s.post_error(request_id, req.body, content_type, err), req.keep_alive)
+                return
+        self._write(404, _error_body("NotFound", "unknown path"), req.keep_alive)
+
+    def _on_event(self, fut: asyncio.Future[NextEvent]) -> None:
+        req = self._waiting_request
+        self._waiting = self._waiting_request = None
+        if fut.cancelled() or req is None:
+            return
+        exc = fut.exception()
+        if isinstance(exc, RuntimeGone) or exc is not None:
+            self._write(500, _error_body("ServiceException", "environment is shutting down"), keep_alive=False)
+            return
+        self._write_event(fut.result(), req.keep_alive)
+        self._process()
+
+    def _answer_post(self, status: PostStatus, keep_alive: bool) -> None:
+        if status is PostStatus.ACCEPTED:
+            self._write(202, _OK_BODY, keep_alive)
+        elif status is PostStatus.INVALID_REQUEST_ID:
+            self._write(400, _error_body("InvalidRequestID", "Invalid request ID"), keep_alive)
+        elif status is PostStatus.TOO_LARGE:
+            msg = f"Exceeded maximum allowed payload size ({wire.MAX_RESPONSE_BYTES} bytes)."
+            self._write(413, _error_body("RequestEntityTooLarge", msg), keep_alive)
+        else:
+            self._write(403, _error_body("InvalidStateTransition", "State transition failed for runtime."), keep_alive)
+
+    # writing
+    def _write_event(self, ev: NextEvent, keep_alive: bool) -> None:
+        head = [
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n",
+            b"Lambda-Runtime-Aws-Request-Id: ", ev.request_id.encode(), b"\r\n",
+            b"Lambda-Runtime-Deadline-Ms: ", str(ev.deadline_ms).encode(), b"\r\n",
+            b"Lambda-Runtime-Invoked-Function-Arn: ", ev.invoked_arn.encode(), b"\r\n",
+        ]  # fmt: skip
+        if ev.trace_id:
+            head += [b"Lambda-Runtime-Trace-Id: ", ev.trace_id.encode(), b"\r\n"]
+        if ev.client_context:
+            head += [b"Lambda-Runtime-Client-Context: ", ev.client_context.encode(), b"\r\n"]
+        head += [b"Content-Length: ", str(len(ev.payload)).encode(), b"\r\n"]
+        if not keep_alive:
+            head.append(b"Connection: close\r\n")
+        head.append(b"\r\n")
+        self._send(b"".join(head), ev.payload, keep_alive)
+
+    def _write(self, status: int, body: bytes, keep_alive: bool) -> None:
+        head = (
+            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n"
+            % (status, _REASONS.get(status, b"Error"), len(body), b"" if keep_alive else b"Connection: close\r\n")
+        )
+        self._send(head, body, keep_alive)
+
+    def _send(self, head: bytes, body: bytes, keep_alive: bool) -> None:
+        t = self._transport
+        if t is None:
+            return
+        if len(body) < 65536:
+            t.write(head + body)
+        else:
+            t.writelines((head, body))
+        if not keep_alive:
+            t.close()
+
+
+def _error_body(error_type: str, message: str) -> bytes:
+    return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
+
+
+async def start_listener(session: RuntimeSession, host: str = "127.0.0.1", port: int = 0) -> asyncio.Server:
+    """A listening server bound to `session`. The caller owns it: close() it with the environment."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: _Connection(session), host, port, reuse_address=True)

@@ -1,0 +1,1 @@
+"""What a managed runtime is: the catalog of identifiers and the bootstraps Lamina ships."""

@@ -1,0 +1,1 @@
+"""Isolates one process tree; knows nothing about Lambda (ARCHITECTURE 3.5)."""

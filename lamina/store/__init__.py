@@ -1,0 +1,1 @@
+"""Durable state: the only place with SQL or file-layout knowledge."""

@@ -1,0 +1,111 @@
+"""CodeStore: deployment zips stored once by SHA-256, unpacked once per hash.
+
+Layout under <data>/code: `zips/<sha256>.zip` and `unpacked/<sha256>/`. Both are written to a
+temporary name and renamed into place, so a crash never leaves a half-written blob or tree that
+later looks complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import os
+import shutil
+import stat
+import tempfile
+import zipfile
+from pathlib import Path
+
+from lamina.model.errors import InvalidParameterValueException, RequestEntityTooLargeException
+from lamina.model.function import CodeRef
+
+MAX_ZIPPED = 52_428_800
+MAX_UNZIPPED = 262_144_000
+
+
+class CodeStore:
+    def __init__(self, root: Path) -> None:
+        self._zips = root / "zips"
+        self._unpacked = root / "unpacked"
+        self._zips.mkdir(parents=True, exist_ok=True)
+        self._unpacked.mkdir(parents=True, exist_ok=True)
+        self._unpack_locks: dict[str, asyncio.Lock] = {}
+
+    def zip_path(self, code: CodeRef | str) -> Path:
+        sha = code if isinstance(code, str) else code.sha256_hex
+        return self._zips / f"{sha}.zip"
+
+    def unpacked_path(self, code: CodeRef) -> Path:
+        return self._unpacked / code.sha256_hex
+
+    async def put(self, data: bytes) -> CodeRef:
+        """Validate and store a zip. Raises Lambda's errors for oversize or invalid zips (spec 2.3)."""
+        if len(data) > MAX_ZIPPED:
+            raise RequestEntityTooLargeException(f"Zipped size must be smaller than {MAX_ZIPPED} bytes")
+        return await asyncio.to_thread(self._put, data)
+
+    def _put(self, data: bytes) -> CodeRef:
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                total = sum(i.file_size for i in zf.infolist())
+                for info in zf.infolist():
+                    _safe_member(info.filename)
+        except (zipfile.BadZipFile, ValueError, EOFError) as exc:
+            raise InvalidParameterValueException(
+                "Could not unzip uploaded file. Please check your file, then try to upload again."
+            ) from exc
+        if total > MAX_UNZIPPED:
+            raise InvalidParameterValueException(f"Unzipped size must be smaller than {MAX_UNZIPPED} bytes")
+        sha = hashlib.sha256(data).hexdigest()
+        path = self.zip_path(sha)
+        if not path.exists():
+            fd, tmp = tempfile.mkstemp(dir=self._zips, suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        return CodeRef(sha256_hex=sha, size=len(data))
+
+    async def unpack(self, code: CodeRef) -> Path:
+        """The unpacked tree for `code`, extracting it the first time (once, even if called concurrently)."""
+        target = self.unpacked_path(code)
+        if target.exists():
+            return target
+        lock = self._unpack_locks.setdefault(code.sha256_hex, asyncio.Lock())
+        async with lock:
+            if not target.exists():
+                await asyncio.to_thread(self._unpack, code, target)
+        return target
+
+    def _unpack(self, code: CodeRef, target: Path) -> None:
+        tmp = Path(tempfile.mkdtemp(dir=self._unpacked, prefix=".tmp-"))
+        try:
+            with zipfile.ZipFile(self.zip_path(code)) as zf:
+                for info in zf.infolist():
+                    dest = tmp / _safe_member(info.filename)
+                    if info.is_dir():
+                        dest.mkdir(parents=True, exist_ok=True)
+                        continue
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(info) as src, open(dest, "wb") as out:
+                        shutil.copyfileobj(src, out)
+                    # zipfile drops permissions; keep the execute bits (a custom runtime's bootstrap).
+                    mode = (info.external_attr >> 16) & 0o777
+                    os.chmod(dest, (mode or 0o644) | stat.S_IRUSR)
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def has(self, sha256_hex: str) -> bool:
+        return self.zip_path(sha256_hex).exists()
+
+
+def _safe_member(name: str) -> str:
+    """Refuse absolute paths and `..` (zip slip)."""
+    parts = Path(name).parts
+    if name.startswith("/") or ".." in parts:
+        raise ValueError(f"unsafe path in zip: {name}")
+    return name

@@ -1,0 +1,87 @@
+"""SQLite in WAL mode, driven from one dedicated thread so the event loop never blocks on it."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+_SCHEMA = [
+    # version 1
+    """
+    CREATE TABLE functions(
+        name TEXT PRIMARY KEY,
+        created TEXT NOT NULL,
+        tags TEXT NOT NULL DEFAULT '{}',
+        next_version INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE TABLE versions(
+        name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        version TEXT NOT NULL,
+        config TEXT NOT NULL,
+        PRIMARY KEY(name, version)
+    );
+    CREATE TABLE aliases(
+        name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        alias TEXT NOT NULL,
+        config TEXT NOT NULL,
+        PRIMARY KEY(name, alias)
+    );
+    """,
+]
+
+
+class Database:
+    """One connection, one thread. `run(fn)` executes fn(conn) in a transaction on that thread.
+
+    close() waits for queued work, then closes; calls after close raise RuntimeError.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lamina-db")
+        self._conn: sqlite3.Connection | None = None
+
+    def _open(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        (current,) = conn.execute("PRAGMA user_version").fetchone()
+        for number, script in enumerate(_SCHEMA[current:], start=current + 1):
+            conn.executescript(f"BEGIN; {script}; PRAGMA user_version={number}; COMMIT;")
+        self._conn = conn
+
+    async def open(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._open)
+
+    def _transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("database is closed")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._transact, fn)
+
+    async def close(self) -> None:
+        def _close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, _close)
+        self._executor.shutdown(wait=True)

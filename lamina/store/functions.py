@@ -1,0 +1,193 @@
+"""FunctionRepo: functions, versions, aliases and tags in SQLite.
+
+Values are stored as JSON documents of the model types; the codec below is the only place that
+knows their layout. Every method is one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from lamina.model.function import (
+    Alias,
+    CodeRef,
+    FunctionConfig,
+    FunctionState,
+    LastUpdateStatus,
+    LoggingConfig,
+    StateInfo,
+)
+from lamina.store.db import Database
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredFunction:
+    name: str
+    created: str
+    tags: dict[str, str]
+    next_version: int
+    versions: list[FunctionConfig]
+    aliases: list[Alias]
+
+
+def config_to_doc(c: FunctionConfig) -> dict[str, Any]:
+    s = c.status
+    return {
+        "name": c.name,
+        "version": c.version,
+        "runtime": c.runtime,
+        "handler": c.handler,
+        "role": c.role,
+        "code": {"sha256": c.code.sha256_hex, "size": c.code.size},
+        "description": c.description,
+        "memory_size": c.memory_size,
+        "timeout": c.timeout,
+        "environment": c.environment,
+        "architectures": list(c.architectures),
+        "ephemeral_storage": c.ephemeral_storage,
+        "tracing_mode": c.tracing_mode,
+        "logging": {
+            "log_format": c.logging.log_format,
+            "application_log_level": c.logging.application_log_level,
+            "system_log_level": c.logging.system_log_level,
+            "log_group": c.logging.log_group,
+        },
+        "layers": list(c.layers),
+        "dead_letter_target": c.dead_letter_target,
+        "kms_key_arn": c.kms_key_arn,
+        "package_type": c.package_type,
+        "revision_id": c.revision_id,
+        "last_modified": c.last_modified,
+        "status": {
+            "state": s.state.value,
+            "state_reason": s.state_reason,
+            "state_reason_code": s.state_reason_code,
+            "last_update_status": s.last_update_status.value if s.last_update_status else None,
+            "last_update_reason": s.last_update_reason,
+            "last_update_reason_code": s.last_update_reason_code,
+        },
+    }
+
+
+def config_from_doc(d: dict[str, Any]) -> FunctionConfig:
+    s = d["status"]
+    return FunctionConfig(
+        name=d["name"],
+        version=d["version"],
+        runtime=d["runtime"],
+        handler=d["handler"],
+        role=d["role"],
+        code=CodeRef(sha256_hex=d["code"]["sha256"], size=d["code"]["size"]),
+        description=d["description"],
+        memory_size=d["memory_size"],
+        timeout=d["timeout"],
+        environment=d["environment"],
+        architectures=tuple(d["architectures"]),
+        ephemeral_storage=d["ephemeral_storage"],
+        tracing_mode=d["tracing_mode"],
+        logging=LoggingConfig(**d["logging"]),
+        layers=tuple(d["layers"]),
+        dead_letter_target=d["dead_letter_target"],
+        kms_key_arn=d["kms_key_arn"],
+        package_type=d["package_type"],
+        revision_id=d["revision_id"],
+        last_modified=d["last_modified"],
+        status=StateInfo(
+            state=FunctionState(s["state"]),
+            state_reason=s["state_reason"],
+            state_reason_code=s["state_reason_code"],
+            last_update_status=LastUpdateStatus(s["last_update_status"]) if s["last_update_status"] else None,
+            last_update_reason=s["last_update_reason"],
+            last_update_reason_code=s["last_update_reason_code"],
+        ),
+    )
+
+
+def _alias_to_doc(a: Alias) -> str:
+    return json.dumps(
+        {
+            "function_version": a.function_version,
+            "description": a.description,
+            "additional_weights": a.additional_weights,
+            "revision_id": a.revision_id,
+        }
+    )
+
+
+class FunctionRepo:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def load_all(self) -> list[StoredFunction]:
+        def q(conn: sqlite3.Connection) -> list[StoredFunction]:
+            out = []
+            for name, created, tags, next_version in conn.execute(
+                "SELECT name, created, tags, next_version FROM functions ORDER BY name"
+            ):
+                versions = [
+                    config_from_doc(json.loads(doc))
+                    for (doc,) in conn.execute("SELECT config FROM versions WHERE name=?", (name,))
+                ]
+                aliases = []
+                for alias, doc in conn.execute("SELECT alias, config FROM aliases WHERE name=?", (name,)):
+                    a = json.loads(doc)
+                    aliases.append(Alias(function_name=name, name=alias, **a))
+                out.append(
+                    StoredFunction(
+                        name=name,
+                        created=created,
+                        tags=json.loads(tags),
+                        next_version=next_version,
+                        versions=versions,
+                        aliases=aliases,
+                    )
+                )
+            return out
+
+        return await self._db.run(q)
+
+    async def create(self, config: FunctionConfig, tags: dict[str, str], created: str) -> None:
+        def q(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO functions(name, created, tags) VALUES (?,?,?)", (config.name, created, json.dumps(tags)))
+            conn.execute(
+                "INSERT INTO versions(name, version, config) VALUES (?,?,?)",
+                (config.name, config.version, json.dumps(config_to_doc(config))),
+            )
+
+        await self._db.run(q)
+
+    async def put_version(self, config: FunctionConfig, *, next_version: int | None = None) -> None:
+        """Insert or replace one version; with next_version, also advance the version counter."""
+
+        def q(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO versions(name, version, config) VALUES (?,?,?)",
+                (config.name, config.version, json.dumps(config_to_doc(config))),
+            )
+            if next_version is not None:
+                conn.execute("UPDATE functions SET next_version=? WHERE name=?", (next_version, config.name))
+
+        await self._db.run(q)
+
+    async def delete_function(self, name: str) -> None:
+        await self._db.run(lambda conn: conn.execute("DELETE FROM functions WHERE name=?", (name,)))
+
+    async def delete_version(self, name: str, version: str) -> None:
+        await self._db.run(lambda conn: conn.execute("DELETE FROM versions WHERE name=? AND version=?", (name, version)))
+
+    async def put_alias(self, alias: Alias) -> None:
+        await self._db.run(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO aliases(name, alias, config) VALUES (?,?,?)",
+                (alias.function_name, alias.name, _alias_to_doc(alias)),
+            )
+        )
+
+    async def delete_alias(self, name: str, alias: str) -> None:
+        await self._db.run(lambda conn: conn.execute("DELETE FROM aliases WHERE name=? AND alias=?", (name, alias)))
+
+    async def set_tags(self, name: str, tags: dict[str, str]) -> None:
+        await self._db.run(lambda conn: conn.execute("UPDATE functions SET tags=? WHERE name=?", (json.dumps(tags), name)))

@@ -1,0 +1,156 @@
+"""Helpers shipped for tests and users (as trio.testing): a running server, zips, deploys.
+
+`running_server` starts the real `lamina up` in a subprocess on a free loopback port and stops it
+on exit. Readiness is awaited by reading the line the server prints once it listens, not by
+sleeping.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import zipfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+READY_MARKER = "Lamina listening on "
+DEFAULT_ROLE = "arn:aws:iam::000000000000:role/lamina"
+
+
+@dataclass(frozen=True, slots=True)
+class RunningServer:
+    endpoint: str
+    data_dir: Path
+    process: subprocess.Popen[str]
+    output: list[str]
+
+    def client(self, service: str = "lambda", **config: Any) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            config=Config(retries={"max_attempts": 1}, **config),
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def running_server(
+    data_dir: Path,
+    *,
+    port: int | None = None,
+    extra_args: tuple[str, ...] = (),
+    env: Mapping[str, str] | None = None,
+    start_timeout: float = 30.0,
+) -> Iterator[RunningServer]:
+    """Run `python -m lamina up` until the block exits; SIGTERM then SIGKILL on the way out."""
+    port = port or free_port()
+    argv = [sys.executable, "-m", "lamina", "up", "--port", str(port), "--data-dir", str(data_dir), *extra_args]
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
+    output: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            output.append(line)
+            if READY_MARKER in line:
+                ready.set()
+        ready.set()  # EOF: the server died; let the waiter see it.
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        if not ready.wait(start_timeout) or proc.poll() is not None:
+            raise RuntimeError("lamina up did not start:\n" + "".join(output))
+        yield RunningServer(endpoint=f"http://127.0.0.1:{port}", data_dir=data_dir, process=proc, output=output)
+    finally:
+        stop_process(proc)
+        reader.join(timeout=5)
+
+
+def stop_process(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def zip_files(files: Mapping[str, str | bytes], *, executable: tuple[str, ...] = ()) -> bytes:
+    """A deployment zip from {path: content}; paths in `executable` get mode 0755."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, content in files.items():
+            info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+            mode = 0o755 if name in executable else 0o644
+            info.external_attr = (0o100000 | mode) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, content)
+    return buf.getvalue()
+
+
+def zip_directory(root: Path) -> bytes:
+    """A deployment zip of a directory tree, keeping file modes (so `bootstrap` stays executable)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(root.rglob("*")):
+            if path.is_dir() or "__pycache__" in path.parts:
+                continue
+            info = zipfile.ZipInfo(str(path.relative_to(root)), date_time=(2024, 1, 1, 0, 0, 0))
+            info.external_attr = (path.stat().st_mode & 0xFFFF) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, path.read_bytes())
+    return buf.getvalue()
+
+
+def deploy(
+    client: Any,
+    name: str,
+    files: Mapping[str, str | bytes],
+    *,
+    runtime: str = "python3.11",
+    handler: str = "app.handler",
+    executable: tuple[str, ...] = (),
+    wait: bool = True,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """create_function from files and wait until it is Active; returns the create response."""
+    resp: dict[str, Any] = client.create_function(
+        FunctionName=name,
+        Runtime=runtime,
+        Role=DEFAULT_ROLE,
+        Handler=handler,
+        Code={"ZipFile": zip_files(files, executable=executable)},
+        **kwargs,
+    )
+    if wait:
+        client.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 0.05, "MaxAttempts": 400})
+    return resp

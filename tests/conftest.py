@@ -1,0 +1,41 @@
+"""Shared fixtures: a real `lamina up` on a free loopback port, and boto3 pointed at it."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lamina.testing import RunningServer, running_server
+
+_names = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One server for the whole session; tests use unique function names (see `fname`)."""
+    data_dir = tmp_path_factory.mktemp("lamina-data")
+    with running_server(data_dir, extra_args=("--idle-timeout", "30")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def lambda_client(server: RunningServer) -> Any:
+    return server.client()
+
+
+@pytest.fixture
+def fname(request: pytest.FixtureRequest) -> str:
+    """A function name unique in this session, readable in logs."""
+    base = request.node.name.replace("[", "-").replace("]", "").replace("_", "-")[:50]
+    return f"{base}-{next(_names)}"
+
+
+@pytest.fixture
+def private_server(tmp_path: Path) -> Iterator[RunningServer]:
+    """A server of the test's own, for tests that restart it or change its settings."""
+    with running_server(tmp_path / "data") as srv:
+        yield srv
