@@ -113,3 +113,33 @@ class Alias:
     # At most one extra version with a weight in [0, 1] (spec 2.3).
     additional_weights: dict[str, float] = field(default_factory=dict)
     revision_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigChanges:
+    """Configuration members of a Create or UpdateFunctionConfiguration request; None = not given."""
+
+    runtime: str | None = None
+    handler: str | None = None
+    role: str | None = None
+    description: str | None = None
+    memory_size: int | None = None
+    timeout: int | None = None
+    environment: dict[str, str] | None = None
+    architectures: tuple[str, ...] | None = None
+    ephemeral_storage: int | None = None
+    tracing_mode: str | None = None
+    logging: LoggingConfig | None = None
+    layers: tuple[str, ...] | None = None
+    dead_letter_target: str | None = None
+    kms_key_arn: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateFunctionInput:
+    name: str
+    changes: ConfigChanges
+    zip_file: bytes | None
+    package_type: str = "Zip"
+    publish: bool = False
+    tags: dict[str, str] = field(default_factory=dict)

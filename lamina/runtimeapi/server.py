@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections import deque
 from dataclasses import dataclass
+from typing import cast
 
 import httptools
 
@@ -49,8 +50,8 @@ class _Connection(asyncio.Protocol):
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports do not subclass asyncio.Transport; both have write/close.
+        self._transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None

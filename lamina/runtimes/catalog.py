@@ -64,7 +64,8 @@ class RuntimeCatalog:
     def discover(cls) -> RuntimeCatalog:
         available = {rid: RuntimeInfo(identifier=rid, interpreter=None) for rid in CUSTOM_RUNTIMES}
         for rid in LAMBDA_RUNTIMES:
-            if rid.startswith("python3."):
+            # python3.6-3.8 can no longer be created on Lambda (spec 10); our runtime client needs 3.9+.
+            if rid.startswith("python3.") and int(rid.split(".")[1]) >= 9:
                 interp = _find_python(rid.removeprefix("python"))
                 if interp is not None:
                     available[rid] = RuntimeInfo(identifier=rid, interpreter=interp)

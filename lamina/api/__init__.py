@@ -1,0 +1,1 @@
+"""HTTP faces: the Lambda API and Lamina's own admin API (Starlette)."""

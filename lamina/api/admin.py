@@ -1,0 +1,59 @@
+"""Lamina's own endpoints under /lamina/v1: health, code download, logs, statistics."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+
+from lamina.api.common import Services, json_response
+from lamina.model.errors import InvalidParameterValueException, ResourceNotFoundException
+
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+async def health(request: Request, s: Services) -> Response:
+    return json_response({"status": "ok", "functions": s.functions.count()})
+
+
+async def download_code(request: Request, s: Services) -> Response:
+    """The target of GetFunction's Code.Location."""
+    sha = request.path_params["sha"]
+    if not _SHA.match(sha) or not s.code.has(sha):
+        raise ResourceNotFoundException(f"Code {sha} not found")
+    return FileResponse(s.code.zip_path(sha), media_type="application/zip", filename=f"{sha}.zip")
+
+
+def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise InvalidParameterValueException(f"{name} must be a whole number from {lo} to {hi}")
+    return int(raw)
+
+
+async def read_logs(request: Request, s: Services) -> Response:
+    """Events of a function's log group from byte offset `cursor`; `wait` long-polls for new ones."""
+    name = request.path_params["name"]
+    cursor = _int_param(request, "cursor", 0, 0, 2**62)
+    limit = _int_param(request, "limit", 1000, 1, 10000)
+    wait = _int_param(request, "wait", 0, 0, 60)
+    try:
+        exists = s.logs.exists(name)
+    except ValueError as exc:
+        raise InvalidParameterValueException(str(exc)) from exc
+    if not exists and not wait:
+        raise ResourceNotFoundException(f"The specified log group does not exist: /aws/lambda/{name}")
+    if wait:
+        await s.logs.wait_for_more(name, cursor, wait)
+        if not s.logs.exists(name):
+            return json_response({"events": [], "nextCursor": cursor})
+    events, next_cursor = s.logs.read(name, cursor, limit)
+    return json_response(
+        {
+            "events": [{"timestamp": e.timestamp, "logStreamName": e.stream, "message": e.message} for e in events],
+            "nextCursor": next_cursor,
+        }
+    )

@@ -1,0 +1,83 @@
+"""The ASGI app: Lambda's REST paths (spec 2.2) plus /lamina/v1, with Lambda's error shape.
+
+Authentication is not checked yet (any SigV4 signature is accepted, as the foundation issue
+asks); `authorize` is the seam where the security issue plugs it in.
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from lamina.api import admin, functions, invoke, tags, versions
+from lamina.api.common import Handler, Services, endpoint
+from lamina.api.errors import error_response
+from lamina.model.errors import LambdaError
+
+F = "/2015-03-31/functions"
+
+
+class UnknownOperationException(LambdaError):
+    code, status, fault = "UnknownOperationException", 404, "User"
+
+
+def build_app(services: Services) -> Starlette:
+    table: list[tuple[str, str, Handler]] = [
+        ("POST", F, functions.create_function),
+        ("POST", F + "/", functions.create_function),
+        ("GET", F, functions.list_functions),
+        ("GET", F + "/", functions.list_functions),
+        ("GET", F + "/{name}", functions.get_function),
+        ("DELETE", F + "/{name}", functions.delete_function),
+        ("GET", F + "/{name}/configuration", functions.get_configuration),
+        ("PUT", F + "/{name}/configuration", functions.update_configuration),
+        ("PUT", F + "/{name}/code", functions.update_code),
+        ("POST", F + "/{name}/versions", versions.publish_version),
+        ("GET", F + "/{name}/versions", versions.list_versions),
+        ("POST", F + "/{name}/aliases", versions.create_alias),
+        ("GET", F + "/{name}/aliases", versions.list_aliases),
+        ("GET", F + "/{name}/aliases/{alias}", versions.get_alias),
+        ("PUT", F + "/{name}/aliases/{alias}", versions.update_alias),
+        ("DELETE", F + "/{name}/aliases/{alias}", versions.delete_alias),
+        ("POST", F + "/{name}/invocations", invoke.invoke),
+        ("POST", "/2014-11-13/functions/{name}/invoke-async/", invoke.invoke_async),
+        ("POST", "/2014-11-13/functions/{name}/invoke-async", invoke.invoke_async),
+        ("GET", "/2017-03-31/tags/{arn}", tags.list_tags),
+        ("POST", "/2017-03-31/tags/{arn}", tags.tag_resource),
+        ("DELETE", "/2017-03-31/tags/{arn}", tags.untag_resource),
+        ("GET", "/2016-08-19/account-settings/", functions.get_account_settings),
+        ("GET", "/2016-08-19/account-settings", functions.get_account_settings),
+        ("GET", "/lamina/v1/health", admin.health),
+        ("GET", "/lamina/v1/code/{sha}.zip", admin.download_code),
+        ("GET", "/lamina/v1/logs/{name}", admin.read_logs),
+    ]
+    # One Route per path, dispatching on method, so a wrong method is a 405 and not a 404.
+    by_path: dict[str, dict[str, Handler]] = {}
+    for method, path, handler in table:
+        by_path.setdefault(path, {})[method] = handler
+    routes = [Route(path, _dispatch(services, handlers), methods=list(handlers)) for path, handlers in by_path.items()]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return error_response(
+            UnknownOperationException(f"Lamina does not implement {request.method} {request.url.path}.")
+        )
+
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+    app.router.redirect_slashes = False
+    return app
+
+
+async def _missing(request: Request) -> Response:
+    return error_response(UnknownOperationException(f"Lamina does not implement {request.method} {request.url.path}."))
+
+
+def _dispatch(services: Services, handlers: dict[str, Handler]) -> object:
+    wrapped = {method: endpoint(services, h) for method, h in handlers.items()}
+
+    async def run(request: Request) -> Response:
+        # Starlette answers HEAD on GET routes; serve it with the GET handler.
+        return await wrapped.get(request.method, wrapped.get("GET", _missing))(request)
+
+    return run

@@ -1,0 +1,75 @@
+"""What every API module shares: the services it calls and the handler wrapper."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from lamina.api.errors import error_response
+from lamina.functions.service import FunctionService
+from lamina.invoke.invoker import Invoker
+from lamina.logs.store import LogStore
+from lamina.model.errors import InvalidRequestContentException, LambdaError, ServiceException
+from lamina.store.code import CodeStore
+
+log = logging.getLogger("lamina.api")
+Handler = Callable[[Request, "Services"], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Services:
+    functions: FunctionService
+    invoker: Invoker
+    logs: LogStore
+    code: CodeStore
+    account_id: str
+    region: str
+    concurrency_limit: int
+
+
+def json_response(data: Any, status: int = 200, request_id: str | None = None) -> Response:
+    return Response(
+        json.dumps(data),
+        status_code=status,
+        media_type="application/json",
+        headers={"x-amzn-RequestId": request_id or str(uuid.uuid4())},
+    )
+
+
+def empty_response(status: int, request_id: str | None = None) -> Response:
+    return Response(b"", status_code=status, headers={"x-amzn-RequestId": request_id or str(uuid.uuid4())})
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidRequestContentException(f"Could not parse request body into json: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequestContentException("Could not parse request body into json: expected an object")
+    return body
+
+
+def endpoint(services: Services, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a handler: Lambda errors become Lambda's error shape; anything else a ServiceException."""
+
+    async def run(request: Request) -> Response:
+        try:
+            return await handler(request, services)
+        except LambdaError as exc:
+            return error_response(exc)
+        except Exception as exc:  # the boundary: log it whole, answer 500 as Lambda would
+            log.exception("unhandled error in %s %s", request.method, request.url.path)
+            return error_response(ServiceException(f"Lamina hit an internal error: {type(exc).__name__}: {exc}"))
+
+    return run

@@ -1,0 +1,216 @@
+"""JSON ↔ model conversion for the Lambda API (shapes from botocore's Lambda model, spec 2.1).
+
+Dicts live here and nowhere deeper: requests become typed values, typed values become JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from lamina.model.errors import InvalidParameterValueException, InvalidRequestContentException
+from lamina.model.function import Alias, ConfigChanges, CreateFunctionInput, FunctionConfig, LoggingConfig
+from lamina.model.ids import Arns, validation_error
+
+Json = dict[str, Any]
+
+
+# --- request parsing -------------------------------------------------------------------------
+
+
+def _int(body: Json, key: str, member: str) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise validation_error(str(value), member, "Member must be an integer")
+    return value
+
+
+def _str(body: Json, key: str, member: str) -> str | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise validation_error(str(value), member, "Member must be a string")
+    return value
+
+
+def _obj(body: Json, key: str) -> Json | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidRequestContentException(f"{key} must be an object")
+    return value
+
+
+def config_changes(body: Json) -> ConfigChanges:
+    env = _obj(body, "Environment")
+    variables = None
+    if env is not None:
+        raw = env.get("Variables") or {}
+        if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+            raise InvalidRequestContentException("Environment.Variables must map strings to strings")
+        variables = dict(raw)
+    storage = _obj(body, "EphemeralStorage")
+    tracing = _obj(body, "TracingConfig")
+    logging_cfg = _obj(body, "LoggingConfig")
+    dlq = _obj(body, "DeadLetterConfig")
+    archs = body.get("Architectures")
+    layers = body.get("Layers")
+    return ConfigChanges(
+        runtime=_str(body, "Runtime", "runtime"),
+        handler=_str(body, "Handler", "handler"),
+        role=_str(body, "Role", "role"),
+        description=_str(body, "Description", "description"),
+        memory_size=_int(body, "MemorySize", "memorySize"),
+        timeout=_int(body, "Timeout", "timeout"),
+        environment=variables,
+        architectures=tuple(archs) if isinstance(archs, list) else None,
+        ephemeral_storage=_int(storage, "Size", "ephemeralStorage.size") if storage else None,
+        tracing_mode=_str(tracing, "Mode", "tracingConfig.mode") if tracing else None,
+        logging=LoggingConfig(
+            log_format=logging_cfg.get("LogFormat") or "",
+            application_log_level=logging_cfg.get("ApplicationLogLevel"),
+            system_log_level=logging_cfg.get("SystemLogLevel"),
+            log_group=logging_cfg.get("LogGroup") or "",
+        )
+        if logging_cfg
+        else None,
+        layers=tuple(layers) if isinstance(layers, list) else None,
+        dead_letter_target=dlq.get("TargetArn") if dlq else None,
+        kms_key_arn=_str(body, "KMSKeyArn", "kMSKeyArn"),
+    )
+
+
+def zip_bytes(code: Json | None) -> bytes | None:
+    """The deployment zip from Code.ZipFile (base64 in JSON, spec 1.1)."""
+    if not code:
+        return None
+    if code.get("S3Bucket") or code.get("ImageUri"):
+        raise InvalidParameterValueException(
+            "Lamina accepts code as Code.ZipFile only (there is no S3 here); upload the zip directly."
+        )
+    raw = code.get("ZipFile")
+    if raw is None:
+        return None
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise InvalidParameterValueException(
+            "Could not unzip uploaded file. Please check your file, then try to upload again."
+        ) from exc
+
+
+def create_input(body: Json) -> CreateFunctionInput:
+    name = _str(body, "FunctionName", "functionName")
+    if name is None:
+        raise validation_error("null", "functionName", "Member must not be null")
+    tags = body.get("Tags") or {}
+    if not isinstance(tags, dict):
+        raise InvalidRequestContentException("Tags must be an object")
+    return CreateFunctionInput(
+        name=name,
+        changes=config_changes(body),
+        zip_file=zip_bytes(_obj(body, "Code")),
+        package_type=body.get("PackageType") or "Zip",
+        publish=bool(body.get("Publish")),
+        tags={str(k): str(v) for k, v in tags.items()},
+    )
+
+
+def routing_weights(body: Json) -> dict[str, float] | None:
+    routing = _obj(body, "RoutingConfig")
+    if routing is None:
+        return None
+    weights = routing.get("AdditionalVersionWeights") or {}
+    if not isinstance(weights, dict):
+        raise InvalidRequestContentException("AdditionalVersionWeights must be an object")
+    return {str(k): float(v) for k, v in weights.items()}
+
+
+# --- responses -------------------------------------------------------------------------------
+
+
+def function_configuration(c: FunctionConfig, arns: Arns, *, listing: bool = False, qualified_latest: bool = False) -> Json:
+    """FunctionConfiguration (spec 2.1). `listing`: ListFunctions items omit state members."""
+    qualifier = None if c.is_latest and not qualified_latest else c.version
+    out: Json = {
+        "FunctionName": c.name,
+        "FunctionArn": arns.function(c.name, qualifier),
+        "Runtime": c.runtime,
+        "Role": c.role,
+        "Handler": c.handler,
+        "CodeSize": c.code.size,
+        "Description": c.description,
+        "Timeout": c.timeout,
+        "MemorySize": c.memory_size,
+        "LastModified": c.last_modified,
+        "CodeSha256": c.code.sha256_b64,
+        "Version": c.version,
+        "TracingConfig": {"Mode": c.tracing_mode},
+        "RevisionId": c.revision_id,
+        "PackageType": c.package_type,
+        "Architectures": list(c.architectures),
+        "EphemeralStorage": {"Size": c.ephemeral_storage},
+        "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
+        "LoggingConfig": {"LogFormat": c.logging.log_format, "LogGroup": c.log_group},
+    }
+    if c.environment:
+        out["Environment"] = {"Variables": dict(c.environment)}
+    if c.logging.application_log_level:
+        out["LoggingConfig"]["ApplicationLogLevel"] = c.logging.application_log_level
+    if c.logging.system_log_level:
+        out["LoggingConfig"]["SystemLogLevel"] = c.logging.system_log_level
+    if c.dead_letter_target:
+        out["DeadLetterConfig"] = {"TargetArn": c.dead_letter_target}
+    if c.kms_key_arn:
+        out["KMSKeyArn"] = c.kms_key_arn
+    if c.layers:
+        out["Layers"] = [{"Arn": arn, "CodeSize": 0} for arn in c.layers]
+    if listing:
+        return out
+    s = c.status
+    out["State"] = s.state.value
+    if s.state_reason:
+        out["StateReason"] = s.state_reason
+    if s.state_reason_code:
+        out["StateReasonCode"] = s.state_reason_code
+    if s.last_update_status is not None:
+        out["LastUpdateStatus"] = s.last_update_status.value
+        if s.last_update_reason:
+            out["LastUpdateStatusReason"] = s.last_update_reason
+        if s.last_update_reason_code:
+            out["LastUpdateStatusReasonCode"] = s.last_update_reason_code
+    return out
+
+
+def alias_configuration(a: Alias, arns: Arns) -> Json:
+    out: Json = {
+        "AliasArn": arns.function(a.function_name, a.name),
+        "Name": a.name,
+        "FunctionVersion": a.function_version,
+        "Description": a.description,
+        "RevisionId": a.revision_id,
+    }
+    if a.additional_weights:
+        out["RoutingConfig"] = {"AdditionalVersionWeights": dict(a.additional_weights)}
+    return out
+
+
+def paginate(items: list[Json], marker: str | None, max_items: int | None, *, cap: int) -> tuple[list[Json], str | None]:
+    """Marker is the opaque index of the next item (spec 1.5)."""
+    start = 0
+    if marker:
+        try:
+            start = int(base64.urlsafe_b64decode(marker.encode()).decode())
+        except (ValueError, binascii.Error) as exc:
+            raise InvalidParameterValueException("Invalid Marker.") from exc
+    size = min(max_items or cap, cap)
+    page = items[start : start + size]
+    nxt = start + size
+    next_marker = base64.urlsafe_b64encode(str(nxt).encode()).decode() if nxt < len(items) else None
+    return page, next_marker
+

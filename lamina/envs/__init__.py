@@ -1,0 +1,1 @@
+"""Execution environments: one runtime process tree each, pooled per function version."""

@@ -1,0 +1,1 @@
+"""Control-plane domain logic: functions, versions, aliases, tags; no HTTP."""

@@ -1,0 +1,493 @@
+"""FunctionService: the control plane for functions, versions, aliases and tags; no HTTP.
+
+All functions live in memory (loaded once at start), so reads and the invoke path never touch
+the database; every change is written to the store before it is visible. Code is unpacked in the
+background: create answers `State: Pending` and the function becomes `Active` once its code is
+ready; updates go `LastUpdateStatus: InProgress` → `Successful` the same way (spec 0.4, 2.1).
+Invocations of `$LATEST` run the last configuration whose update completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from lamina.functions import validate
+from lamina.model.errors import (
+    InvalidParameterValueException,
+    PreconditionFailedException,
+    ResourceConflictException,
+    ResourceNotFoundException,
+)
+from lamina.model.function import (
+    Alias,
+    ConfigChanges,
+    CreateFunctionInput,
+    FunctionConfig,
+    FunctionState,
+    LastUpdateStatus,
+    LoggingConfig,
+    StateInfo,
+)
+from lamina.model.ids import ALIAS_NAME, LATEST, VERSION_NUMBER, Arns, FunctionRef, validation_error
+from lamina.runtimes.catalog import RuntimeCatalog
+from lamina.store.code import CodeStore
+from lamina.store.functions import FunctionRepo
+
+log = logging.getLogger("lamina.functions")
+
+
+class EnvironmentRetirer(Protocol):
+    """Stops a function's environments after an update or delete (wired to envs by server.py)."""
+
+    async def retire(self, name: str, version: str | None = None) -> None: ...
+
+
+@dataclass(slots=True)
+class FunctionRecord:
+    """One function in memory: $LATEST, its published versions and aliases."""
+
+    name: str
+    created: str
+    tags: dict[str, str]
+    next_version: int
+    latest: FunctionConfig
+    # What invokes of $LATEST run: the last configuration whose update completed.
+    runnable: FunctionConfig | None
+    versions: dict[str, FunctionConfig] = field(default_factory=dict)
+    aliases: dict[str, Alias] = field(default_factory=dict)
+
+
+def now_timestamp() -> str:
+    """Lambda's LastModified format: 2024-05-01T10:20:30.123+0000."""
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}+0000"
+
+
+def _new_revision() -> str:
+    return str(uuid.uuid4())
+
+
+_CREATING = StateInfo()
+_ACTIVE = StateInfo(state=FunctionState.ACTIVE, state_reason=None, state_reason_code=None, last_update_status=LastUpdateStatus.SUCCESSFUL)
+_UPDATING = StateInfo(
+    state=FunctionState.ACTIVE,
+    state_reason=None,
+    state_reason_code=None,
+    last_update_status=LastUpdateStatus.IN_PROGRESS,
+    last_update_reason="The function is being created.",
+    last_update_reason_code="Creating",
+)
+
+
+class FunctionService:
+    def __init__(
+        self, *, repo: FunctionRepo, code: CodeStore, catalog: RuntimeCatalog, arns: Arns, retirer: EnvironmentRetirer
+    ) -> None:
+        self._repo = repo
+        self._code = code
+        self._catalog = catalog
+        self.arns = arns
+        self._retirer = retirer
+        self._functions: dict[str, FunctionRecord] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Load every function from the store; finish code unpacking a crash interrupted."""
+        for stored in await self._repo.load_all():
+            versions = {c.version: c for c in stored.versions}
+            latest = versions.pop(LATEST)
+            pending = latest.status.state is FunctionState.PENDING or latest.status.last_update_status is LastUpdateStatus.IN_PROGRESS
+            rec = FunctionRecord(
+                name=stored.name,
+                created=stored.created,
+                tags=stored.tags,
+                next_version=stored.next_version,
+                latest=latest,
+                runnable=None if pending else latest,
+                versions=versions,
+                aliases={a.name: a for a in stored.aliases},
+            )
+            self._functions[stored.name] = rec
+            if pending:
+                self._spawn(self._finish_update(rec.name, latest.revision_id))
+
+    async def close(self) -> None:
+        """Wait for background code unpacking to end (cancelled)."""
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background function task failed", exc_info=task.exception())
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    # --- lookups -----------------------------------------------------------------------------
+
+    def record(self, name: str, *, qualifier: str | None = None) -> FunctionRecord:
+        rec = self._functions.get(name)
+        if rec is None:
+            raise ResourceNotFoundException(f"Function not found: {self.arns.function(name, qualifier)}")
+        return rec
+
+    def get_config(self, ref: FunctionRef) -> FunctionConfig:
+        """The configuration a control-plane call addresses: $LATEST, a version, or an alias's version."""
+        rec = self.record(ref.name, qualifier=ref.qualifier)
+        q = ref.qualifier
+        if q is None or q == LATEST:
+            return rec.latest
+        if VERSION_NUMBER.match(q):
+            if q in rec.versions:
+                return rec.versions[q]
+        elif q in rec.aliases:
+            return rec.versions[rec.aliases[q].function_version] if rec.aliases[q].function_version != LATEST else rec.latest
+        raise ResourceNotFoundException(f"Function not found: {self.arns.function(ref.name, q)}")
+
+    def list_functions(self) -> list[FunctionRecord]:
+        return [self._functions[n] for n in sorted(self._functions)]
+
+    def count(self) -> int:
+        return len(self._functions)
+
+    # --- create / update ---------------------------------------------------------------------
+
+    async def create(self, req: CreateFunctionInput) -> FunctionConfig:
+        validate.function_name(req.name)
+        c = req.changes
+        if req.package_type != "Zip":
+            raise InvalidParameterValueException("Lamina runs Zip packages only; container images are not supported.")
+        if c.role is None:
+            raise validation_error("null", "role", "Member must not be null")
+        if req.zip_file is None:
+            raise InvalidParameterValueException("Please provide a source for function code: Code.ZipFile.")
+        if c.runtime is None:
+            raise InvalidParameterValueException("Runtime is required for a Zip package.")
+        validate.tags(req.tags)
+        self._validate_changes(c, runtime_required=True)
+        async with self._lock(req.name):
+            if req.name in self._functions:
+                raise ResourceConflictException(f"Function already exist: {req.name}")
+            code = await self._code.put(req.zip_file)
+            config = _apply(
+                FunctionConfig(
+                    name=req.name,
+                    runtime=c.runtime,
+                    handler=c.handler or "",
+                    role=c.role,
+                    code=code,
+                    revision_id=_new_revision(),
+                    last_modified=now_timestamp(),
+                    status=_CREATING,
+                ),
+                c,
+            )
+            created = now_timestamp()
+            await self._repo.create(config, req.tags, created)
+            self._functions[req.name] = FunctionRecord(
+                name=req.name, created=created, tags=dict(req.tags), next_version=1, latest=config, runnable=None
+            )
+        if req.publish:
+            await self._finish_update(req.name, config.revision_id)
+            return await self.publish_version(req.name)
+        self._spawn(self._finish_update(req.name, config.revision_id))
+        return config
+
+    def _validate_changes(self, c: ConfigChanges, *, runtime_required: bool) -> None:
+        if c.runtime is not None:
+            validate.runtime(c.runtime, self._catalog)
+        if runtime_required or c.handler is not None:
+            validate.handler(c.handler)
+        if c.role is not None:
+            validate.role(c.role)
+        if c.memory_size is not None:
+            validate.memory_size(c.memory_size)
+        if c.timeout is not None:
+            validate.timeout(c.timeout)
+        if c.description is not None:
+            validate.description(c.description)
+        if c.ephemeral_storage is not None:
+            validate.ephemeral_storage(c.ephemeral_storage)
+        if c.architectures is not None:
+            validate.architectures(c.architectures)
+        if c.environment is not None:
+            validate.environment(c.environment)
+        if c.layers:
+            # Layers arrive with the runtimes issue; refuse rather than silently ignore them.
+            raise InvalidParameterValueException("Layers are not supported by this Lamina version yet.")
+
+    def _check_updatable(self, rec: FunctionRecord, revision_id: str | None) -> None:
+        if rec.latest.status.state is FunctionState.PENDING or rec.latest.status.last_update_status is LastUpdateStatus.IN_PROGRESS:
+            raise ResourceConflictException(
+                "The operation cannot be performed at this time. An update is in progress for resource: "
+                f"{self.arns.function(rec.name)}"
+            )
+        if revision_id is not None and revision_id != rec.latest.revision_id:
+            raise PreconditionFailedException(
+                "The Revision Id provided does not match the latest Revision Id. "
+                "Call the GetFunction/GetAlias API to retrieve the latest Revision Id"
+            )
+
+    async def update_code(self, name: str, zip_file: bytes, *, publish: bool = False, revision_id: str | None = None) -> FunctionConfig:
+        rec = self.record(name)
+        self._check_updatable(rec, revision_id)
+        code = await self._code.put(zip_file)
+        async with self._lock(name):
+            rec = self.record(name)
+            self._check_updatable(rec, revision_id)
+            config = replace(rec.latest, code=code, revision_id=_new_revision(), last_modified=now_timestamp(), status=_UPDATING)
+            await self._commit_latest(rec, config)
+        if publish:
+            await self._finish_update(name, config.revision_id)
+            return await self.publish_version(name)
+        self._spawn(self._finish_update(name, config.revision_id))
+        return config
+
+    async def update_configuration(self, name: str, changes: ConfigChanges, *, revision_id: str | None = None) -> FunctionConfig:
+        self._validate_changes(changes, runtime_required=False)
+        async with self._lock(name):
+            rec = self.record(name)
+            self._check_updatable(rec, revision_id)
+            config = replace(
+                _apply(rec.latest, changes), revision_id=_new_revision(), last_modified=now_timestamp(), status=_UPDATING
+            )
+            await self._commit_latest(rec, config)
+        self._spawn(self._finish_update(name, config.revision_id))
+        return config
+
+    async def _commit_latest(self, rec: FunctionRecord, config: FunctionConfig) -> None:
+        await self._repo.put_version(config)
+        rec.latest = config
+
+    async def _finish_update(self, name: str, revision_id: str) -> None:
+        """Unpack the code of $LATEST and mark it Active / Successful (or Failed)."""
+        rec = self._functions.get(name)
+        if rec is None or rec.latest.revision_id != revision_id:
+            return
+        try:
+            await self._code.unpack(rec.latest.code)
+            status = _ACTIVE
+        except (OSError, ValueError) as exc:
+            log.error("unpacking code of %s failed", name, exc_info=exc)
+            status = replace(
+                rec.latest.status,
+                state=FunctionState.FAILED if rec.latest.status.state is FunctionState.PENDING else rec.latest.status.state,
+                last_update_status=LastUpdateStatus.FAILED,
+                last_update_reason=f"Could not unpack the code: {exc}",
+                last_update_reason_code="InvalidZipFileException",
+            )
+        async with self._lock(name):
+            rec = self._functions.get(name)
+            if rec is None or rec.latest.revision_id != revision_id:
+                return
+            config = replace(rec.latest, status=status)
+            await self._commit_latest(rec, config)
+            if status is _ACTIVE:
+                previous, rec.runnable = rec.runnable, config
+                if previous is not None and not previous.runs_like(config):
+                    await self._retirer.retire(name, LATEST)
+
+    # --- versions ----------------------------------------------------------------------------
+
+    async def publish_version(self, name: str, *, code_sha256: str | None = None, description: str | None = None,
+                              revision_id: str | None = None) -> FunctionConfig:  # fmt: skip
+        async with self._lock(name):
+            rec = self.record(name)
+            self._check_updatable(rec, revision_id)
+            latest = rec.latest
+            if code_sha256 is not None and code_sha256 != latest.code.sha256_b64:
+                raise InvalidParameterValueException(
+                    f"CodeSHA256 ({code_sha256}) is different from current CodeSHA256 in $LATEST "
+                    f"({latest.code.sha256_b64}). Please try again with the CodeSHA256 in $LATEST."
+                )
+            if rec.versions:
+                newest = rec.versions[max(rec.versions, key=int)]
+                if newest.runs_like(latest) and newest.role == latest.role and newest.description == (
+                    description if description is not None else latest.description
+                ):
+                    return newest  # unchanged since the last version: no new one (spec 2.3)
+            number = str(rec.next_version)
+            config = replace(
+                latest,
+                version=number,
+                description=latest.description if description is None else description,
+                revision_id=_new_revision(),
+                last_modified=now_timestamp(),
+                status=_ACTIVE,
+            )
+            await self._repo.put_version(config, next_version=rec.next_version + 1)
+            rec.versions[number] = config
+            rec.next_version += 1
+            return config
+
+    async def delete(self, name: str, qualifier: str | None = None) -> None:
+        async with self._lock(name):
+            rec = self.record(name, qualifier=qualifier)
+            if qualifier is None:
+                await self._repo.delete_function(name)
+                del self._functions[name]
+                await self._retirer.retire(name)
+                return
+            if qualifier == LATEST:
+                raise InvalidParameterValueException("$LATEST version cannot be deleted without deleting the function.")
+            if not VERSION_NUMBER.match(qualifier):
+                raise InvalidParameterValueException("Deletion of aliases is not supported by DeleteFunction. Use DeleteAlias.")
+            if qualifier not in rec.versions:
+                raise ResourceNotFoundException(f"Function not found: {self.arns.function(name, qualifier)}")
+            users = [a.name for a in rec.aliases.values() if a.function_version == qualifier or qualifier in a.additional_weights]
+            if users:
+                raise ResourceConflictException(
+                    f"Unable to delete version because the following aliases reference it: {users}"
+                )
+            await self._repo.delete_version(name, qualifier)
+            del rec.versions[qualifier]
+            await self._retirer.retire(name, qualifier)
+
+    # --- aliases -----------------------------------------------------------------------------
+
+    def _check_alias_target(self, rec: FunctionRecord, version: str, weights: dict[str, float]) -> None:
+        if version != LATEST and version not in rec.versions:
+            raise ResourceNotFoundException(f"Function not found: {self.arns.function(rec.name, version)}")
+        if not weights:
+            return
+        if len(weights) > 1:
+            raise InvalidParameterValueException("Number of items in AdditionalVersionWeights cannot be greater than 1")
+        if version == LATEST or LATEST in weights:
+            raise InvalidParameterValueException("$LATEST is not supported for an alias pointing to more than 1 version")
+        for extra, weight in weights.items():
+            if extra == version:
+                raise InvalidParameterValueException(
+                    f"Invalid function version {extra}. Function version {extra} is already included in routing configuration."
+                )
+            if extra not in rec.versions:
+                raise InvalidParameterValueException(f"Function version {extra} does not exist for function {rec.name}")
+            if not 0.0 <= weight <= 1.0:
+                raise validation_error(str(weight), "routingConfig.additionalVersionWeights", "Member must have value between 0.0 and 1.0")
+
+    async def create_alias(self, name: str, alias: str, version: str, description: str = "",
+                           weights: dict[str, float] | None = None) -> Alias:  # fmt: skip
+        if not ALIAS_NAME.match(alias) or len(alias) > 128:
+            raise validation_error(alias, "name", r"Member must satisfy regular expression pattern: (?!^[0-9]+$)([a-zA-Z0-9-_]+)")
+        async with self._lock(name):
+            rec = self.record(name)
+            if alias in rec.aliases:
+                raise ResourceConflictException(f"Alias already exists: {self.arns.function(name, alias)}")
+            self._check_alias_target(rec, version, weights or {})
+            a = Alias(function_name=name, name=alias, function_version=version, description=description,
+                      additional_weights=dict(weights or {}), revision_id=_new_revision())  # fmt: skip
+            await self._repo.put_alias(a)
+            rec.aliases[alias] = a
+            return a
+
+    def get_alias(self, name: str, alias: str) -> Alias:
+        rec = self.record(name)
+        a = rec.aliases.get(alias)
+        if a is None:
+            raise ResourceNotFoundException(f"Cannot find alias arn: {self.arns.function(name, alias)}")
+        return a
+
+    async def update_alias(self, name: str, alias: str, *, version: str | None, description: str | None,
+                           weights: dict[str, float] | None, revision_id: str | None) -> Alias:  # fmt: skip
+        async with self._lock(name):
+            a = self.get_alias(name, alias)
+            if revision_id is not None and revision_id != a.revision_id:
+                raise PreconditionFailedException(
+                    "The Revision Id provided does not match the latest Revision Id. "
+                    "Call the GetFunction/GetAlias API to retrieve the latest Revision Id"
+                )
+            new_version = version if version is not None else a.function_version
+            new_weights = weights if weights is not None else a.additional_weights
+            self._check_alias_target(self.record(name), new_version, new_weights)
+            updated = replace(
+                a,
+                function_version=new_version,
+                description=description if description is not None else a.description,
+                additional_weights=dict(new_weights),
+                revision_id=_new_revision(),
+            )
+            await self._repo.put_alias(updated)
+            self.record(name).aliases[alias] = updated
+            return updated
+
+    async def delete_alias(self, name: str, alias: str) -> None:
+        async with self._lock(name):
+            rec = self.record(name)
+            if alias in rec.aliases:
+                await self._repo.delete_alias(name, alias)
+                del rec.aliases[alias]
+
+    # --- tags --------------------------------------------------------------------------------
+
+    def _tag_target(self, arn: str) -> FunctionRecord:
+        ref = self.arns.parse_function_arn(arn)
+        if ref is None:
+            raise InvalidParameterValueException(f"Invalid resource ARN: {arn}")
+        if ref.qualifier is not None:
+            raise InvalidParameterValueException(
+                "Tags on function aliases and versions are not supported. Please specify a function ARN."
+            )
+        return self.record(ref.name)
+
+    def list_tags(self, arn: str) -> dict[str, str]:
+        return dict(self._tag_target(arn).tags)
+
+    async def tag(self, arn: str, tags: dict[str, str]) -> None:
+        validate.tags(tags)
+        rec = self._tag_target(arn)
+        async with self._lock(rec.name):
+            new = {**rec.tags, **tags}
+            await self._repo.set_tags(rec.name, new)
+            rec.tags = new
+
+    async def untag(self, arn: str, keys: list[str]) -> None:
+        rec = self._tag_target(arn)
+        async with self._lock(rec.name):
+            new = {k: v for k, v in rec.tags.items() if k not in keys}
+            await self._repo.set_tags(rec.name, new)
+            rec.tags = new
+
+
+def _apply(config: FunctionConfig, c: ConfigChanges) -> FunctionConfig:
+    """`config` with every member `c` gives replaced."""
+    logging_cfg = config.logging
+    if c.logging is not None:
+        logging_cfg = LoggingConfig(
+            log_format=c.logging.log_format or logging_cfg.log_format,
+            application_log_level=c.logging.application_log_level or logging_cfg.application_log_level,
+            system_log_level=c.logging.system_log_level or logging_cfg.system_log_level,
+            log_group=c.logging.log_group or logging_cfg.log_group,
+        )
+    return replace(
+        config,
+        runtime=c.runtime if c.runtime is not None else config.runtime,
+        handler=c.handler if c.handler is not None else config.handler,
+        role=c.role if c.role is not None else config.role,
+        description=c.description if c.description is not None else config.description,
+        memory_size=c.memory_size if c.memory_size is not None else config.memory_size,
+        timeout=c.timeout if c.timeout is not None else config.timeout,
+        environment=dict(c.environment) if c.environment is not None else config.environment,
+        architectures=c.architectures if c.architectures is not None else config.architectures,
+        ephemeral_storage=c.ephemeral_storage if c.ephemeral_storage is not None else config.ephemeral_storage,
+        tracing_mode=c.tracing_mode if c.tracing_mode is not None else config.tracing_mode,
+        logging=logging_cfg,
+        layers=c.layers if c.layers is not None else config.layers,
+        dead_letter_target=c.dead_letter_target if c.dead_letter_target is not None else config.dead_letter_target,
+        kms_key_arn=c.kms_key_arn if c.kms_key_arn is not None else config.kms_key_arn,
+    )

@@ -1,0 +1,124 @@
+"""Lambda's parameter rules and messages for functions (spec 1.4, 2.1, 2.3) → LambdaError."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from lamina.model.errors import InvalidParameterValueException
+from lamina.model.ids import validation_error
+from lamina.runtimes.catalog import LAMBDA_RUNTIMES, RuntimeCatalog
+
+_NAME = re.compile(r"^[a-zA-Z0-9-_]{1,64}$")
+_ROLE = re.compile(r"^arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
+_HANDLER = re.compile(r"^[^\s]+$")
+_ENV_KEY = re.compile(r"^[a-zA-Z]([a-zA-Z0-9_])+$")
+_TAG_KEY = re.compile(r"^[\w\s.:/=+\-@]{1,128}$", re.UNICODE)
+ENV_LIMIT = 4096
+
+# Keys Lambda sets itself and refuses in configuration (spec 5.3).
+RESERVED_ENV_KEYS = frozenset(
+    {
+        "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+        "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+    }
+)  # fmt: skip
+
+
+def function_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise validation_error(name, "functionName", "Member must satisfy regular expression pattern: [a-zA-Z0-9-_]+")
+
+
+def role(value: str) -> None:
+    if not _ROLE.match(value):
+        raise validation_error(
+            value, "role", r"Member must satisfy regular expression pattern: arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+"
+        )
+
+
+def runtime(value: str, catalog: RuntimeCatalog) -> None:
+    if value not in LAMBDA_RUNTIMES:
+        raise InvalidParameterValueException(
+            f"Value {value} at 'runtime' failed to satisfy constraint: Member must satisfy enum value set: "
+            f"[{', '.join(LAMBDA_RUNTIMES)}] or be a valid ARN"
+        )
+    if catalog.get(value) is None:
+        raise InvalidParameterValueException(
+            f"The runtime parameter of {value} is not available on this Lamina host. "
+            f"Runtimes available here: {', '.join(catalog.available)}."
+        )
+
+
+def handler(value: str | None) -> None:
+    if value is None:
+        raise InvalidParameterValueException("Handler is required when Runtime is specified for a Zip package.")
+    if len(value) > 128:
+        raise validation_error(value, "handler", "Member must have length less than or equal to 128")
+    if not _HANDLER.match(value):
+        raise validation_error(value, "handler", r"Member must satisfy regular expression pattern: [^\s]+")
+
+
+def memory_size(value: int) -> None:
+    if value < 128:
+        raise validation_error(str(value), "memorySize", "Member must have value greater than or equal to 128")
+    if value > 10240:
+        raise validation_error(str(value), "memorySize", "Member must have value less than or equal to 10240")
+
+
+def timeout(value: int) -> None:
+    if value < 1:
+        raise validation_error(str(value), "timeout", "Member must have value greater than or equal to 1")
+    if value > 900:
+        raise validation_error(str(value), "timeout", "Member must have value less than or equal to 900")
+
+
+def description(value: str) -> None:
+    if len(value) > 256:
+        raise validation_error(value, "description", "Member must have length less than or equal to 256")
+
+
+def ephemeral_storage(value: int) -> None:
+    if not 512 <= value <= 10240:
+        raise validation_error(
+            str(value), "ephemeralStorage.size", "Member must have value between 512 and 10240"
+        )
+
+
+def architectures(values: tuple[str, ...]) -> None:
+    if len(values) != 1:
+        raise validation_error(str(list(values)), "architectures", "Member must have length less than or equal to 1")
+    if values[0] not in ("x86_64", "arm64"):
+        raise validation_error(values[0], "architectures", "Member must satisfy enum value set: [x86_64, arm64]")
+
+
+def environment(variables: dict[str, str]) -> None:
+    for key in variables:
+        if not _ENV_KEY.match(key):
+            raise validation_error(
+                key, "environment.variables", "Member must satisfy regular expression pattern: [a-zA-Z]([a-zA-Z0-9_])+"
+            )
+    reserved = sorted(k for k in variables if k in RESERVED_ENV_KEYS)
+    if reserved:
+        raise InvalidParameterValueException(
+            "Lambda was unable to configure your environment variables because the environment variables you have "
+            "provided contains reserved keys that are currently not supported for modification. "
+            f"Reserved keys used in this request: {','.join(reserved)}"
+        )
+    measured = json.dumps(variables, separators=(",", ":"))
+    if len(measured.encode()) > ENV_LIMIT:
+        raise InvalidParameterValueException(
+            "Lambda was unable to configure your environment variables because the environment variables you have "
+            f"provided exceeded the 4KB limit. String measured: {measured}"
+        )
+
+
+def tags(values: dict[str, str]) -> None:
+    for key, value in values.items():
+        if not _TAG_KEY.match(key) or key.lower().startswith("aws:"):
+            raise InvalidParameterValueException(f"Invalid tag key: {key}")
+        if len(value) > 256:
+            raise InvalidParameterValueException(f"Invalid tag value for key {key}: longer than 256 characters")

@@ -1,0 +1,1 @@
+"""The data plane: resolve, lease concurrency, run in an environment."""

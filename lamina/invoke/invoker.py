@@ -1,0 +1,94 @@
+"""Invoker: resolve → lease concurrency → environment → result (ARCHITECTURE 3.4).
+
+The synchronous path touches no database: configuration comes from FunctionService's memory.
+`submit_event` runs an `Event` invocation in the background; it is held in memory only (the
+durable queue with retries and destinations is the asynchronous-invocation issue's work).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+
+from lamina.envs.manager import EnvironmentManager
+from lamina.functions.service import FunctionService
+from lamina.invoke.concurrency import ConcurrencyLimiter
+from lamina.invoke.routing import Route, resolve
+from lamina.model.errors import TooManyRequestsException
+from lamina.model.ids import RequestId
+from lamina.model.invocation import Invocation, InvokeRequest, InvokeResult
+
+log = logging.getLogger("lamina.invoke")
+
+# Throttled events wait in memory and are tried again, as Lambda keeps them queued (spec 7).
+_EVENT_RETRY_DELAYS = (0.05, 0.2, 1.0, 5.0, 30.0, 60.0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InvokerStatistics:
+    events_in_flight: int
+
+
+class Invoker:
+    def __init__(self, *, functions: FunctionService, manager: EnvironmentManager, limiter: ConcurrencyLimiter) -> None:
+        self._functions = functions
+        self._manager = manager
+        self._limiter = limiter
+        self._events: set[asyncio.Task[None]] = set()
+
+    def route(self, req: InvokeRequest) -> Route:
+        """Resolve without running (DryRun); raises the same errors an invoke would."""
+        return resolve(self._functions, req.ref)
+
+    async def invoke(self, req: InvokeRequest, request_id: RequestId | None = None) -> InvokeResult:
+        route = resolve(self._functions, req.ref)
+        inv = Invocation(
+            request_id=request_id or RequestId(str(uuid.uuid4())),
+            config=route.config,
+            invoked_arn=route.invoked_arn,
+            payload=req.payload or b"{}",
+            client_context=req.client_context,
+            trace_id=req.trace_id,
+            tail_log=req.tail_log,
+        )
+        with self._limiter.lease():
+            async with self._manager.acquire(route.config) as env:
+                return await env.invoke(inv)
+
+    def submit_event(self, req: InvokeRequest) -> RequestId:
+        """Accept an Event invocation: resolve now (so errors reach the caller), run in the background."""
+        resolve(self._functions, req.ref)
+        request_id = RequestId(str(uuid.uuid4()))
+        task = asyncio.ensure_future(self._run_event(req, request_id))
+        self._events.add(task)
+        task.add_done_callback(self._events.discard)
+        return request_id
+
+    async def _run_event(self, req: InvokeRequest, request_id: RequestId) -> None:
+        for delay in (*_EVENT_RETRY_DELAYS, None):
+            try:
+                result = await self.invoke(req, request_id)
+            except TooManyRequestsException:
+                if delay is None:
+                    log.warning("event %s dropped: still throttled after retries", request_id)
+                    return
+                await asyncio.sleep(delay)
+                continue
+            except Exception:
+                log.exception("event %s failed", request_id)
+                return
+            if result.failed:
+                log.info("event %s ended with %s", request_id, result.error_type)
+            return
+
+    async def close(self) -> None:
+        """Cancel background events and wait for them."""
+        for t in list(self._events):
+            t.cancel()
+        if self._events:
+            await asyncio.gather(*self._events, return_exceptions=True)
+
+    def statistics(self) -> InvokerStatistics:
+        return InvokerStatistics(events_in_flight=len(self._events))

@@ -1,0 +1,113 @@
+"""The composition root: builds every part in dependency order, runs, and stops in reverse.
+
+Start: data directory → SQLite → code and log stores → runtime catalog → environments →
+functions (loaded from the store) → invoker → HTTP. The listening socket is bound before the
+"listening" line is printed, so a client that reads that line can connect at once.
+
+Stop (SIGINT/SIGTERM, handled by uvicorn): stop accepting HTTP and finish open requests; cancel
+background events and code unpacking; kill every environment; close log files and the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sys
+
+import uvicorn
+
+from lamina.api.app import build_app
+from lamina.api.common import Services
+from lamina.config import Settings
+from lamina.envs.environment import EnvironmentContext
+from lamina.envs.manager import EnvironmentManager
+from lamina.functions.service import FunctionService
+from lamina.invoke.concurrency import ConcurrencyLimiter
+from lamina.invoke.invoker import Invoker
+from lamina.logs.store import LogStore
+from lamina.model.ids import Arns
+from lamina.runtimes.catalog import RuntimeCatalog
+from lamina.store.code import CodeStore
+from lamina.store.db import Database
+from lamina.store.functions import FunctionRepo
+
+log = logging.getLogger("lamina")
+
+
+async def run(settings: Settings) -> None:
+    data = settings.data_dir.resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    db = Database(data / "lamina.db")
+    await db.open()
+    code = CodeStore(data / "code")
+    logs = LogStore(data / "logs")
+    catalog = RuntimeCatalog.discover()
+    manager = EnvironmentManager(
+        ctx=EnvironmentContext(region=settings.region, init_timeout=settings.init_timeout, logs=logs, work_root=data / "envs"),
+        catalog=catalog,
+        code=code,
+        idle_timeout=settings.idle_timeout,
+    )
+    functions = FunctionService(
+        repo=FunctionRepo(db), code=code, catalog=catalog, arns=Arns(region=settings.region, account_id=settings.account_id), retirer=manager
+    )
+    invoker = Invoker(functions=functions, manager=manager, limiter=ConcurrencyLimiter(settings.max_concurrency))
+    try:
+        await functions.load()
+        app = build_app(
+            Services(
+                functions=functions,
+                invoker=invoker,
+                logs=logs,
+                code=code,
+                account_id=settings.account_id,
+                region=settings.region,
+                concurrency_limit=settings.max_concurrency,
+            )
+        )
+        server = uvicorn.Server(
+            uvicorn.Config(app, http="httptools", loop="none", lifespan="off", access_log=False, log_level="warning")
+        )
+        sock = _listen(settings.host, settings.port)
+        print(f"Lamina listening on {settings.endpoint} (data: {data}; runtimes: {', '.join(catalog.available)})", flush=True)
+        async with asyncio.TaskGroup() as tg:
+            reaper = tg.create_task(manager.run())
+            try:
+                await server.serve(sockets=[sock])
+            finally:
+                reaper.cancel()
+    finally:
+        await invoker.close()
+        await functions.close()
+        await manager.close()
+        logs.close()
+        await db.close()
+        print("Lamina stopped.", flush=True)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"lamina: cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def serve(settings: Settings) -> None:
+    """Run in the foreground until SIGINT or SIGTERM."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:  # uvloop is optional on platforms without wheels
+        loop_factory = None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(run(settings))
