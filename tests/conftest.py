@@ -27,6 +27,12 @@ def lambda_client(server: RunningServer) -> Any:
     return server.client()
 
 
+@pytest.fixture(scope="session")
+def unvalidated_client(server: RunningServer) -> Any:
+    """boto3 without its client-side checks, so the server's own validation is what answers."""
+    return server.client(parameter_validation=False)
+
+
 @pytest.fixture
 def fname(request: pytest.FixtureRequest) -> str:
     """A function name unique in this session, readable in logs."""

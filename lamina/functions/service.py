@@ -297,7 +297,8 @@ class FunctionService:
             rec = self._functions.get(name)
             if rec is None or rec.latest.revision_id != revision_id:
                 return
-            config = replace(rec.latest, status=status)
+            # Leaving Pending/InProgress is a change of its own: a new RevisionId, as Lambda does.
+            config = replace(rec.latest, status=status, revision_id=_new_revision())
             await self._commit_latest(rec, config)
             if status is _ACTIVE:
                 previous, rec.runnable = rec.runnable, config
@@ -319,9 +320,7 @@ class FunctionService:
                 )
             if rec.versions:
                 newest = rec.versions[max(rec.versions, key=int)]
-                if newest.runs_like(latest) and newest.role == latest.role and newest.description == (
-                    description if description is not None else latest.description
-                ):
+                if newest.runs_like(latest) and newest.role == latest.role:
                     return newest  # unchanged since the last version: no new one (spec 2.3)
             number = str(rec.next_version)
             config = replace(

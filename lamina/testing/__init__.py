@@ -92,6 +92,8 @@ def running_server(
     finally:
         stop_process(proc)
         reader.join(timeout=5)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def stop_process(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:

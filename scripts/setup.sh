@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Sets up everything Lamina needs on a Debian machine with Python 3.11: the system packages,
+# a virtualenv in .venv, and the package (with test tools when called with "test").
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3.11}"
+WHAT="${1:-run}"
+
+need_apt=()
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)          # the classic shell bootstrap in tests
+command -v "$PYTHON" >/dev/null 2>&1 || need_apt+=(python3.11 python3.11-venv)
+if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then need_apt+=(python3.11-venv); fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  echo "setup: installing system packages: ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $PYTHON"
+  "$PYTHON" -m venv .venv
+fi
+stamp=".venv/.installed-$WHAT"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing Lamina ($WHAT) into .venv"
+  if [ "$WHAT" = test ]; then extra='.[test]'; else extra='.'; fi
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$extra"
+  touch "$stamp"
+fi
