@@ -11,9 +11,12 @@ background events and code unpacking; kill every environment; close log files an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import socket
 import sys
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -33,6 +36,20 @@ from lamina.store.db import Database
 from lamina.store.functions import FunctionRepo
 
 log = logging.getLogger("lamina")
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn without its signal capture: it re-raises the signal after serving, which would kill
+    the process before environments are stopped. `run` handles SIGINT/SIGTERM itself."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def request_exit(self) -> None:
+        if self.should_exit:
+            self.force_exit = True  # a second Ctrl-C stops waiting for open requests
+        self.should_exit = True
 
 
 async def run(settings: Settings) -> None:
@@ -59,6 +76,7 @@ async def run(settings: Settings) -> None:
             Services(
                 functions=functions,
                 invoker=invoker,
+                environments=manager,
                 logs=logs,
                 code=code,
                 account_id=settings.account_id,
@@ -66,9 +84,12 @@ async def run(settings: Settings) -> None:
                 concurrency_limit=settings.max_concurrency,
             )
         )
-        server = uvicorn.Server(
+        server = _HttpServer(
             uvicorn.Config(app, http="httptools", loop="none", lifespan="off", access_log=False, log_level="warning")
         )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, server.request_exit)
         sock = _listen(settings.host, settings.port)
         print(f"Lamina listening on {settings.endpoint} (data: {data}; runtimes: {', '.join(catalog.available)})", flush=True)
         async with asyncio.TaskGroup() as tg:

@@ -57,3 +57,22 @@ async def read_logs(request: Request, s: Services) -> Response:
             "nextCursor": next_cursor,
         }
     )
+
+
+async def environments(request: Request, s: Services) -> Response:
+    """Execution environments and their states (statistics(), ARCHITECTURE rule 13)."""
+    stats = s.environments.statistics()
+    return json_response(
+        {
+            "environments": stats.environments,
+            "idle": stats.idle,
+            "busy": stats.busy,
+            "coldStarts": stats.cold_starts,
+            "warmStarts": stats.warm_starts,
+            "details": [
+                {"id": d.id, "function": d.function, "version": d.version, "state": d.state.value,
+                 "invocations": d.invocations, "warm": d.warm}  # fmt: skip
+                for d in stats.details
+            ],
+        }
+    )

@@ -52,6 +52,7 @@ def build_app(services: Services) -> Starlette:
         ("GET", "/lamina/v1/health", admin.health),
         ("GET", "/lamina/v1/code/{sha}.zip", admin.download_code),
         ("GET", "/lamina/v1/logs/{name}", admin.read_logs),
+        ("GET", "/lamina/v1/environments", admin.environments),
     ]
     # One Route per path, dispatching on method, so a wrong method is a 405 and not a 404.
     by_path: dict[str, dict[str, Handler]] = {}

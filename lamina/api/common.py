@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from lamina.api.errors import error_response
+from lamina.envs.manager import EnvironmentManager
 from lamina.functions.service import FunctionService
 from lamina.invoke.invoker import Invoker
 from lamina.logs.store import LogStore
@@ -27,6 +28,7 @@ Handler = Callable[[Request, "Services"], Awaitable[Response]]
 class Services:
     functions: FunctionService
     invoker: Invoker
+    environments: EnvironmentManager
     logs: LogStore
     code: CodeStore
     account_id: str

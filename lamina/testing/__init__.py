@@ -156,3 +156,39 @@ def deploy(
     if wait:
         client.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 0.05, "MaxAttempts": 400})
     return resp
+
+
+def read_logs(endpoint: str, function: str, *, cursor: int = 0, wait: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """Events of a function's log group from `cursor` (Lamina's admin API); `wait` long-polls."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    url = f"{endpoint}/lamina/v1/logs/{function}?cursor={cursor}&wait={wait}"
+    try:
+        with urllib.request.urlopen(url, timeout=wait + 10) as r:
+            doc = json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return [], cursor
+        raise
+    return list(doc["events"]), int(doc["nextCursor"])
+
+
+def wait_for_log(endpoint: str, function: str, needle: str, *, timeout: float = 30.0) -> list[str]:
+    """Block until a log line containing `needle` is written; returns all lines read so far.
+
+    Uses the server's long-poll, so it wakes when the line is written rather than on a timer.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    cursor = 0
+    lines: list[str] = []
+    while time.monotonic() < deadline:
+        remaining = max(1, int(deadline - time.monotonic()))
+        events, cursor = read_logs(endpoint, function, cursor=cursor, wait=min(remaining, 10))
+        lines += [e["message"] for e in events]
+        if any(needle in line for line in lines):
+            return lines
+    raise TimeoutError(f"no log line containing {needle!r} in {timeout} s; got {lines[-20:]}")

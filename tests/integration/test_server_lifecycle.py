@@ -1,0 +1,122 @@
+"""The server as a process: restart on the same data directory, limits, idle reaping, shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lamina.testing import deploy, read_logs, running_server, zip_files
+
+PID_APP = "import os, time\ndef handler(e, c):\n    time.sleep(e.get('sleep', 0))\n    return {'pid': os.getpid(), 'v': 1}\n"
+
+
+def payload(resp: dict[str, Any]) -> Any:
+    return json.loads(resp["Payload"].read())
+
+
+def environments(endpoint: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{endpoint}/lamina/v1/environments", timeout=10) as r:
+        return dict(json.loads(r.read()))
+
+
+def test_state_survives_restart(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with running_server(data) as srv:
+        c = srv.client()
+        arn = deploy(c, "keeper", {"app.py": PID_APP}, Tags={"team": "x"}, Environment={"Variables": {"KEY": "v"}})["FunctionArn"]
+        c.publish_version(FunctionName="keeper")
+        c.create_alias(FunctionName="keeper", Name="prod", FunctionVersion="1")
+        first_pid = payload(c.invoke(FunctionName="keeper"))["pid"]
+        sha = c.get_function(FunctionName="keeper")["Configuration"]["CodeSha256"]
+    assert not Path(f"/proc/{first_pid}").exists()  # the runtime died with the server
+    with running_server(data) as srv:
+        c = srv.client()
+        conf = c.get_function(FunctionName="keeper")
+        assert conf["Configuration"]["State"] == "Active"
+        assert conf["Configuration"]["CodeSha256"] == sha
+        assert conf["Configuration"]["Environment"] == {"Variables": {"KEY": "v"}}
+        assert c.list_tags(Resource=arn)["Tags"] == {"team": "x"}
+        assert [v["Version"] for v in c.list_versions_by_function(FunctionName="keeper")["Versions"]] == ["$LATEST", "1"]
+        assert c.get_alias(FunctionName="keeper", Name="prod")["FunctionVersion"] == "1"
+        assert payload(c.invoke(FunctionName="keeper", Qualifier="prod"))["v"] == 1
+        events, _ = read_logs(srv.endpoint, "keeper")
+        assert sum(1 for e in events if e["message"].startswith("REPORT")) == 2  # logs were kept too
+    # Code is stored once by hash and unpacked once per hash.
+    assert len(list((data / "code" / "zips").glob("*.zip"))) == 1
+    assert len([p for p in (data / "code" / "unpacked").iterdir() if not p.name.startswith(".")]) == 1
+
+
+def test_update_while_pending_recovers_after_crash(tmp_path: Path) -> None:
+    """A function created just before a crash is Active after the restart, not stuck Pending."""
+    data = tmp_path / "data"
+    with running_server(data) as srv:
+        c = srv.client()
+        c.create_function(FunctionName="early", Runtime="python3.11", Role="arn:aws:iam::000000000000:role/x",
+                          Handler="app.handler", Code={"ZipFile": zip_files({"app.py": PID_APP})})  # fmt: skip
+        srv.process.kill()  # SIGKILL: no clean shutdown
+        srv.process.wait(10)
+    with running_server(data) as srv:
+        c = srv.client()
+        c.get_waiter("function_active_v2").wait(FunctionName="early", WaiterConfig={"Delay": 1, "MaxAttempts": 20})
+        assert payload(c.invoke(FunctionName="early"))["v"] == 1
+
+
+def test_account_concurrency_limit_throttles(tmp_path: Path) -> None:
+    with running_server(tmp_path / "data", extra_args=("--max-concurrency", "1")) as srv:
+        c = srv.client()
+        deploy(c, "slow", {"app.py": PID_APP})
+        started = threading.Event()
+        results: list[Any] = []
+
+        def slow_call() -> None:
+            started.set()
+            results.append(payload(c.invoke(FunctionName="slow", Payload=b'{"sleep": 2}')))
+
+        t = threading.Thread(target=slow_call)
+        t.start()
+        started.wait(5)
+        # Wait until the slow call holds the only unit of concurrency.
+        deadline = time.monotonic() + 10
+        while environments(srv.endpoint)["busy"] != 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with pytest.raises(c.exceptions.TooManyRequestsException) as exc:
+            c.invoke(FunctionName="slow")
+        assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+        assert exc.value.response["Reason"] == "ConcurrentInvocationLimitExceeded"
+        t.join(30)
+        assert results and results[0]["v"] == 1
+
+
+def test_idle_environments_are_reaped(tmp_path: Path) -> None:
+    with running_server(tmp_path / "data", extra_args=("--idle-timeout", "0.3")) as srv:
+        c = srv.client()
+        deploy(c, "idler", {"app.py": PID_APP})
+        pid = payload(c.invoke(FunctionName="idler"))["pid"]
+        assert environments(srv.endpoint)["environments"] == 1
+        deadline = time.monotonic() + 15
+        while environments(srv.endpoint)["environments"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert environments(srv.endpoint)["environments"] == 0
+        assert not Path(f"/proc/{pid}").exists()
+        resp = c.invoke(FunctionName="idler", LogType="Tail")
+        assert payload(resp)["pid"] != pid
+        assert "Init Duration" in __import__("base64").b64decode(resp["LogResult"]).decode()
+
+
+def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
+    with running_server(tmp_path / "data") as srv:
+        c = srv.client()
+        deploy(c, "term", {"app.py": PID_APP})
+        pid = payload(c.invoke(FunctionName="term"))["pid"]
+        srv.process.terminate()
+        assert srv.process.wait(15) == 0
+        assert "Lamina stopped." in "".join(srv.output)
+        assert not Path(f"/proc/{pid}").exists()
+        assert os.path.exists(tmp_path / "data" / "lamina.db")
