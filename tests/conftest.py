@@ -14,6 +14,12 @@ from lamina.testing import RunningServer, running_server
 _names = itertools.count()
 
 
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (marked anyio) run on asyncio, the loop Lamina runs on."""
+    return "asyncio"
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """One server for the whole session; tests use unique function names (see `fname`)."""

@@ -128,7 +128,7 @@ class ExecutionEnvironment:
     async def start(self) -> None:
         """Run the init phase (bounded by the init timeout). A failure is kept for the first invoke."""
         t0 = time.perf_counter()
-        failure = await self._launch(self._ctx.init_timeout)
+        failure = await self._launch(self._ctx.init_timeout, self._ctx.init_timeout)
         init_ms = (time.perf_counter() - t0) * 1000
         if failure is None:
             self._init_ms = init_ms
@@ -138,8 +138,11 @@ class ExecutionEnvironment:
         if self.state is EnvState.STARTING:
             self.state = EnvState.IDLE
 
-    async def _launch(self, budget: float) -> InitFailure | None:
-        """Start the runtime and wait until it first calls /next; a failure if it cannot."""
+    async def _launch(self, budget: float, limit_s: float) -> InitFailure | None:
+        """Start the runtime and wait (up to `budget` s) until it first calls /next.
+
+        Returns a failure if it cannot; `limit_s` is the limit a timeout message names.
+        """
         await self._stop_runtime()
         self._needs_launch = True
         loop = asyncio.get_running_loop()
@@ -182,7 +185,7 @@ class ExecutionEnvironment:
                 detail = _exit_detail(self._exit_task.result())
                 return InitFailure(error_type="Runtime.ExitError", detail=detail)
             await self._stop_runtime()
-            return InitFailure(error_type="Sandbox.Timedout", status="timeout", detail=f"Task timed out after {budget:.2f} seconds")
+            return InitFailure(error_type="Sandbox.Timedout", status="timeout", detail=f"Task timed out after {limit_s:.2f} seconds")
         finally:
             ready.cancel()
 
@@ -326,7 +329,7 @@ class ExecutionEnvironment:
         if self._needs_launch:
             # Suppressed init or a reset: init again inside this invoke, within its timeout.
             t0 = time.perf_counter()
-            failure = await self._launch(max(0.001, deadline - time.perf_counter()))
+            failure = await self._launch(max(0.001, deadline - time.perf_counter()), c.timeout)
             init_ms = (time.perf_counter() - t0) * 1000
             if failure is not None:
                 self._log(logfmt.init_report_line(init_ms, "invoke", failure.status, failure.error_type))

@@ -66,9 +66,8 @@ def write_app(directory: Path, *, version: int = 1, source: str | None = None) -
 
 
 def deploy(server: RunningServer, directory: Path, name: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    result = lamina_cli(
-        server.endpoint, "deploy", str(directory), "--name", name, "--runtime", RUNTIME, "--handler", "app.handler", *extra
-    )
+    args = ("deploy", str(directory), "--name", name, "--runtime", RUNTIME, "--handler", "app.handler", *extra)
+    result = lamina_cli(server.endpoint, *args)
     assert_ok(result)
     return result
 
@@ -207,26 +206,22 @@ def test_logs_follow_shows_new_events(server: RunningServer, fname: str, tmp_pat
     deploy(server, write_app(tmp_path / "fn"), fname)
     invoke_json(server, fname, {"marker": "before-follow"})
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lamina", "--endpoint", server.endpoint, "logs", fname, "--follow"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_ENV,
-    )
-    try:
-        lines = _lines_of(proc)
-        _wait_for_line(lines, "handler saw before-follow", deadline=time.monotonic() + CLI_TIMEOUT)
-        invoke_json(server, fname, {"marker": "while-following"})
-        _wait_for_line(lines, "handler saw while-following", deadline=time.monotonic() + CLI_TIMEOUT)
-        proc.send_signal(signal.SIGINT)  # Ctrl-C ends it quietly with 0.
-        assert proc.wait(CLI_TIMEOUT) == 0
-        assert proc.stderr is not None
-        assert "Traceback" not in proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    argv = [sys.executable, "-m", "lamina", "--endpoint", server.endpoint, "logs", fname, "--follow"]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_ENV) as proc:
+        lines, reader = _lines_of(proc)
+        try:
+            _wait_for_line(lines, "handler saw before-follow", deadline=time.monotonic() + CLI_TIMEOUT)
+            invoke_json(server, fname, {"marker": "while-following"})
+            _wait_for_line(lines, "handler saw while-following", deadline=time.monotonic() + CLI_TIMEOUT)
+            proc.send_signal(signal.SIGINT)  # Ctrl-C ends it quietly with 0.
+            assert proc.wait(CLI_TIMEOUT) == 0
+            assert proc.stderr is not None
+            assert "Traceback" not in proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            reader.join(CLI_TIMEOUT)
 
 
 def test_rm_then_invoke_fails_cleanly(server: RunningServer, fname: str, tmp_path: Path) -> None:
@@ -241,7 +236,7 @@ def test_rm_then_invoke_fails_cleanly(server: RunningServer, fname: str, tmp_pat
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _lines_of(proc: subprocess.Popen[str]) -> queue.Queue[str | None]:
+def _lines_of(proc: subprocess.Popen[str]) -> tuple[queue.Queue[str | None], threading.Thread]:
     """Stdout lines of `proc` as they come, from a reader thread; None marks EOF."""
     lines: queue.Queue[str | None] = queue.Queue()
 
@@ -251,8 +246,9 @@ def _lines_of(proc: subprocess.Popen[str]) -> queue.Queue[str | None]:
             lines.put(line)
         lines.put(None)
 
-    threading.Thread(target=pump, daemon=True).start()
-    return lines
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    return lines, reader
 
 
 def _wait_for_line(lines: queue.Queue[str | None], needle: str, *, deadline: float) -> str:

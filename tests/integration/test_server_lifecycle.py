@@ -120,3 +120,22 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
         assert "Lamina stopped." in "".join(srv.output)
         assert not Path(f"/proc/{pid}").exists()
         assert os.path.exists(tmp_path / "data" / "lamina.db")
+
+
+def test_init_longer_than_the_init_limit(tmp_path: Path) -> None:
+    """Init past the limit is retried inside the invoke; past the function timeout it is a timeout."""
+    slow_import = "import time\ntime.sleep(float(open('delay').read()))\ndef handler(e, c):\n    return 'ready'\n"
+    with running_server(tmp_path / "data", env={"LAMINA_INIT_TIMEOUT": "0.5"}) as srv:
+        c = srv.client()
+        deploy(c, "slowinit", {"app.py": slow_import, "delay": "3"}, Timeout=1)
+        resp = c.invoke(FunctionName="slowinit", LogType="Tail")
+        rid = resp["ResponseMetadata"]["RequestId"]
+        assert resp["FunctionError"] == "Unhandled"
+        assert payload(resp) == {"errorType": "Sandbox.Timedout", "errorMessage": f"RequestId: {rid} Error: Task timed out after 1.00 seconds"}
+        events, _ = read_logs(srv.endpoint, "slowinit")
+        reports = [e["message"] for e in events if e["message"].startswith("INIT_REPORT")]
+        assert any("Phase: init\tStatus: timeout" in r for r in reports)
+        assert any("Phase: invoke\tStatus: timeout" in r for r in reports)
+        # Init slower than the init limit but within the function timeout succeeds in the invoke.
+        deploy(c, "slowinit2", {"app.py": slow_import, "delay": "0.8"}, Timeout=5)
+        assert payload(c.invoke(FunctionName="slowinit2")) == "ready"

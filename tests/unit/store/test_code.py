@@ -1,0 +1,54 @@
+"""CodeStore: content-addressed zips, validation, unpack once keeping execute bits."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from lamina.model.errors import InvalidParameterValueException, RequestEntityTooLargeException
+from lamina.store.code import MAX_ZIPPED, CodeStore
+from lamina.testing import zip_files
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_put_is_content_addressed_and_unpacks_once(tmp_path: Path) -> None:
+    store = CodeStore(tmp_path)
+    data = zip_files({"app.py": "x = 1\n", "bin/bootstrap": "#!/bin/sh\n"}, executable=("bin/bootstrap",))
+    a = await store.put(data)
+    b = await store.put(data)
+    assert a == b and a.size == len(data)
+    assert len(list((tmp_path / "zips").iterdir())) == 1
+    dirs = await asyncio.gather(*(store.unpack(a) for _ in range(5)))
+    assert len(set(dirs)) == 1
+    root = dirs[0]
+    assert (root / "app.py").read_text() == "x = 1\n"
+    assert os.access(root / "bin" / "bootstrap", os.X_OK)
+    assert not os.stat(root / "app.py").st_mode & 0o111
+    assert [p.name for p in (tmp_path / "unpacked").iterdir()] == [a.sha256_hex]
+
+
+async def test_rejects_bad_zips(tmp_path: Path) -> None:
+    store = CodeStore(tmp_path)
+    with pytest.raises(InvalidParameterValueException, match="Could not unzip uploaded file"):
+        await store.put(b"definitely not a zip")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("../escape.py", "x")
+    with pytest.raises(InvalidParameterValueException):
+        await store.put(buf.getvalue())
+    with pytest.raises(RequestEntityTooLargeException, match="Zipped size must be smaller than 52428800 bytes"):
+        await store.put(b"0" * (MAX_ZIPPED + 1))
+
+
+async def test_rejects_too_large_unzipped(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros.bin", b"\0" * (262_144_000 + 1))
+    with pytest.raises(InvalidParameterValueException, match="Unzipped size must be smaller than 262144000 bytes"):
+        await CodeStore(tmp_path).put(buf.getvalue())
