@@ -436,7 +436,11 @@ class ExecutionEnvironment:
         self._take_lines(chunk)
 
     def _drain_output(self) -> None:
-        """Read everything the runtime has written so far (it flushes before posting a reply)."""
+        """Read everything the runtime has written so far (it flushes before posting a reply).
+
+        Called when an invocation ends, so an unfinished last line is logged as its own event
+        rather than glued to the next invocation's first line.
+        """
         sandbox = self._sandbox
         if sandbox is None or sandbox.output_fd < 0:
             return
@@ -444,6 +448,7 @@ class ExecutionEnvironment:
             try:
                 chunk = os.read(sandbox.output_fd, 65536)
             except BlockingIOError:
+                self._take_lines(b"", final=True)
                 return
             if not chunk:
                 self._take_lines(b"", final=True)

@@ -250,3 +250,13 @@ def test_logs_are_stored_per_function(server: RunningServer, lambda_client: Any,
     assert all(e["logStreamName"].endswith(f"]{e['logStreamName'].split(']')[1]}") for e in events)
     more, _ = read_logs(server.endpoint, fname, cursor=cursor)
     assert more == []  # the cursor resumes after what was read
+
+
+def test_unfinished_last_line_stays_with_its_invocation(lambda_client: Any, fname: str) -> None:
+    code = "import sys\ndef handler(e, c):\n    sys.stderr.write('no newline ' + e['tag'])\n    return 1\n"
+    deploy(lambda_client, fname, {"app.py": code})
+    first = tail(lambda_client.invoke(FunctionName=fname, Payload=b'{"tag": "one"}', LogType="Tail")).splitlines()
+    second = tail(lambda_client.invoke(FunctionName=fname, Payload=b'{"tag": "two"}', LogType="Tail")).splitlines()
+    assert "no newline one" in first
+    assert second[0].startswith("START RequestId:")
+    assert "no newline two" in second
