@@ -36,6 +36,7 @@ from lamina.store.db import Database
 from lamina.store.functions import FunctionRepo
 
 log = logging.getLogger("lamina")
+SHUTDOWN_GRACE_S = 5.0
 
 
 class _HttpServer(uvicorn.Server):
@@ -85,11 +86,24 @@ async def run(settings: Settings) -> None:
             )
         )
         server = _HttpServer(
-            uvicorn.Config(app, http="httptools", loop="none", lifespan="off", access_log=False, log_level="warning")
+            uvicorn.Config(
+                app,
+                http="httptools",
+                loop="none",
+                lifespan="off",
+                access_log=False,
+                log_level="warning",
+                # In-flight requests get this long to finish after SIGTERM; then environments are killed.
+                timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+            )
         )
+        def stop() -> None:
+            server.request_exit()
+            logs.release_waiters()  # long-polls (`lamina logs --follow`) would hold shutdown up
+
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, server.request_exit)
+            loop.add_signal_handler(sig, stop)
         sock = _listen(settings.host, settings.port)
         print(f"Lamina listening on {settings.endpoint} (data: {data}; runtimes: {', '.join(catalog.available)})", flush=True)
         async with asyncio.TaskGroup() as tg:

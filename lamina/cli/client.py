@@ -327,15 +327,16 @@ class AdminClient:
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint.rstrip("/")
 
-    def logs(self, name: str, *, cursor: int, limit: int = 1000, wait: float = 0.0) -> LogPage:
+    def logs(self, name: str, *, cursor: int, limit: int = 1000, wait: int = 0) -> LogPage:
         """One page of the function's log events from `cursor`.
 
-        With `wait` > 0 the server long-polls: it answers when events arrive or the wait ends.
+        With `wait` > 0 (whole seconds) the server long-polls: it answers when events arrive or
+        the wait ends.
         Raises CliError (ResourceNotFoundException) when the function has no logs yet.
         """
         import urllib.parse
 
-        query = urllib.parse.urlencode({"cursor": cursor, "limit": limit, "wait": f"{wait:g}"})
+        query = urllib.parse.urlencode({"cursor": cursor, "limit": limit, "wait": wait})
         path = f"/lamina/v1/logs/{urllib.parse.quote(name, safe='')}?{query}"
         body = self._get(path, timeout=wait + 30.0)
         return LogPage(

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:9000"
 # How long one `logs --follow` request may be held open by the server (its long-poll).
-FOLLOW_WAIT_S = 20.0
+FOLLOW_WAIT_S = 20
 # While a followed function has no log stream yet, ask again this often (the server's
 # long-poll needs a stream to wait on).
 NO_LOGS_RETRY_S = 1.0
@@ -278,8 +278,9 @@ def logs(
 def _follow_page(ctx: typer.Context, admin: AdminClient, name: str, cursor: int) -> LogPage:
     """The next page for `logs --follow`, waiting through the time before the first log line.
 
-    The server answers 404 while a function has no logs. If the function exists, that only means
-    it has not run yet: ask again every NO_LOGS_RETRY_S. If it does not exist, that is the error.
+    With `wait` the server long-polls even before a function's first log line. Should it answer
+    404 anyway (no log group yet), the function existing means it has not run yet: ask again
+    every NO_LOGS_RETRY_S. If the function does not exist, the 404 is the error.
     """
     from rich.text import Text
 
@@ -313,7 +314,7 @@ def _settings(**overrides: object) -> Settings:
     from lamina.config import Settings
 
     try:
-        return Settings.from_environ(**overrides)
+        return Settings.from_environ(None, **overrides)
     except ValueError as exc:
         raise CliError(f"bad LAMINA_* setting in the environment: {exc}") from exc
 
@@ -344,7 +345,8 @@ def _fail(message: str) -> NoReturn:
     """Print one red line on stderr and exit 1."""
     from rich.text import Text
 
-    _stderr().print(Text(f"error: {message}", style="red"))
+    one_line = " ".join(message.split())
+    _stderr().print(Text(f"error: {one_line}", style="red"))
     raise typer.Exit(1)
 
 

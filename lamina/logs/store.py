@@ -31,6 +31,7 @@ class LogStore:
         root.mkdir(parents=True, exist_ok=True)
         self._files: dict[str, IO[str]] = {}
         self._changed: dict[str, asyncio.Event] = {}
+        self._stopping = False
 
     def _path(self, function: str) -> Path:
         if not _SAFE.match(function):
@@ -71,13 +72,20 @@ class LogStore:
     async def wait_for_more(self, function: str, cursor: int, timeout: float) -> None:
         """Return when the log grows past `cursor`, or after `timeout` seconds."""
         path = self._path(function)
-        if path.exists() and path.stat().st_size > cursor:
+        if self._stopping or (path.exists() and path.stat().st_size > cursor):
             return
         ev = self._changed.setdefault(function, asyncio.Event())
         try:
             await asyncio.wait_for(ev.wait(), timeout)
         except TimeoutError:
             pass
+
+    def release_waiters(self) -> None:
+        """The server is stopping: end every long-poll now (and any that starts later)."""
+        self._stopping = True
+        for ev in self._changed.values():
+            ev.set()
+        self._changed.clear()
 
     def close(self) -> None:
         for f in self._files.values():

@@ -17,7 +17,7 @@ import threading
 import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,14 @@ class RunningServer:
     data_dir: Path
     process: subprocess.Popen[str]
     output: list[str]
+    clients: list[Any] = field(default_factory=list)
 
     def client(self, service: str = "lambda", **config: Any) -> Any:
+        """A boto3 client for this server; closed (with its pooled sockets) when the server stops."""
         import boto3
         from botocore.config import Config
 
-        return boto3.client(
+        client = boto3.client(
             service,
             endpoint_url=self.endpoint,
             region_name="us-east-1",
@@ -44,6 +46,8 @@ class RunningServer:
             aws_secret_access_key="test",
             config=Config(retries={"max_attempts": 1}, **config),
         )
+        self.clients.append(client)
+        return client
 
 
 def free_port() -> int:
@@ -88,7 +92,12 @@ def running_server(
     try:
         if not ready.wait(start_timeout) or proc.poll() is not None:
             raise RuntimeError("lamina up did not start:\n" + "".join(output))
-        yield RunningServer(endpoint=f"http://127.0.0.1:{port}", data_dir=data_dir, process=proc, output=output)
+        server = RunningServer(endpoint=f"http://127.0.0.1:{port}", data_dir=data_dir, process=proc, output=output)
+        try:
+            yield server
+        finally:
+            for client in server.clients:
+                client.close()
     finally:
         stop_process(proc)
         reader.join(timeout=5)

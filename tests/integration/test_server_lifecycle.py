@@ -139,3 +139,28 @@ def test_init_longer_than_the_init_limit(tmp_path: Path) -> None:
         # Init slower than the init limit but within the function timeout succeeds in the invoke.
         deploy(c, "slowinit2", {"app.py": slow_import, "delay": "0.8"}, Timeout=5)
         assert payload(c.invoke(FunctionName="slowinit2")) == "ready"
+
+
+def test_shutdown_does_not_wait_for_log_long_polls(tmp_path: Path) -> None:
+    with running_server(tmp_path / "data") as srv:
+        c = srv.client()
+        deploy(c, "quiet", {"app.py": PID_APP})
+        c.invoke(FunctionName="quiet")
+        _, cursor = read_logs(srv.endpoint, "quiet")
+        outcome: list[object] = []
+
+        def long_poll() -> None:
+            try:
+                outcome.append(read_logs(srv.endpoint, "quiet", cursor=cursor, wait=30))
+            except OSError as exc:  # connected only after shutdown began: refused or reset
+                outcome.append(exc)
+
+        poll = threading.Thread(target=long_poll)
+        poll.start()
+        deadline = time.monotonic() + 10
+        started = time.monotonic()
+        srv.process.terminate()
+        assert srv.process.wait(max(0.1, deadline - time.monotonic())) == 0
+        assert time.monotonic() - started < 5  # well before the 30 s long-poll would have ended
+        poll.join(10)
+        assert outcome  # the long-poll ended (answered or cut off), it did not hang
