@@ -11,6 +11,7 @@ run:
 test:
 	@bash scripts/setup.sh test
 	.venv/bin/lint-imports
+	.venv/bin/mypy
 	.venv/bin/python -m pytest
 
 bench:

@@ -36,7 +36,7 @@ from lamina.store.db import Database
 from lamina.store.functions import FunctionRepo
 
 log = logging.getLogger("lamina")
-SHUTDOWN_GRACE_S = 5.0
+SHUTDOWN_GRACE_S = 5
 
 
 class _HttpServer(uvicorn.Server):

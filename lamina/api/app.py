@@ -1,10 +1,12 @@
 """The ASGI app: Lambda's REST paths (spec 2.2) plus /lamina/v1, with Lambda's error shape.
 
 Authentication is not checked yet (any SigV4 signature is accepted, as the foundation issue
-asks); `authorize` is the seam where the security issue plugs it in.
+asks); every request passes `Services.authorizer` (see `auth.py`), where it will be.
 """
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -74,7 +76,7 @@ async def _missing(request: Request) -> Response:
     return error_response(UnknownOperationException(f"Lamina does not implement {request.method} {request.url.path}."))
 
 
-def _dispatch(services: Services, handlers: dict[str, Handler]) -> object:
+def _dispatch(services: Services, handlers: dict[str, Handler]) -> Callable[[Request], Awaitable[Response]]:
     wrapped = {method: endpoint(services, h) for method, h in handlers.items()}
 
     async def run(request: Request) -> Response:

@@ -6,12 +6,13 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from lamina.api.auth import AllowAll, Authorizer
 from lamina.api.errors import error_response
 from lamina.envs.manager import EnvironmentManager
 from lamina.functions.service import FunctionService
@@ -34,6 +35,7 @@ class Services:
     account_id: str
     region: str
     concurrency_limit: int
+    authorizer: Authorizer = field(default_factory=AllowAll)
 
 
 def json_response(data: Any, status: int = 200, request_id: str | None = None) -> Response:
@@ -65,8 +67,11 @@ async def json_body(request: Request) -> dict[str, Any]:
 def endpoint(services: Services, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a handler: Lambda errors become Lambda's error shape; anything else a ServiceException."""
 
+    operation = handler.__name__
+
     async def run(request: Request) -> Response:
         try:
+            services.authorizer.authorize(request, operation)
             return await handler(request, services)
         except LambdaError as exc:
             return error_response(exc)

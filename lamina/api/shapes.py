@@ -25,7 +25,7 @@ def _int(body: Json, key: str, member: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise validation_error(str(value), member, "Member must be an integer")
-    return value
+    return int(value)
 
 
 def _str(body: Json, key: str, member: str) -> str | None:

@@ -356,8 +356,9 @@ class ExecutionEnvironment:
             body = _platform_error(rid, "Sandbox.Timedout", f"Task timed out after {c.timeout:.2f} seconds")
             return self._finish(inv, t_start, init_ms, InvokeOutcome.TIMEOUT, body.encode(), "Sandbox.Timedout", status="timeout")
         except RuntimeGone:
-            assert self._exit_task is not None
-            exit_info = await self._exit_task
+            # The runtime died (or the environment was stopped under it, e.g. at shutdown).
+            exit_task = self._exit_task
+            exit_info = await exit_task if exit_task is not None else SandboxExit(returncode=None, signal=9)
             self._drain_output()
             await self._stop_runtime()
             detail = _exit_detail(exit_info)
@@ -368,13 +369,13 @@ class ExecutionEnvironment:
         if reply.too_large:
             # The runtime was answered 413 and (like awslambdaric) may exit: reset the environment.
             await self._stop_runtime()
-            body = json.dumps(
+            too_large = json.dumps(
                 {
                     "errorMessage": f"Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).",
                     "errorType": "Function.ResponseSizeTooLarge",
                 }
             ).encode()
-            return self._finish(inv, t_start, init_ms, InvokeOutcome.RESPONSE_TOO_LARGE, body, "Function.ResponseSizeTooLarge", status="error")
+            return self._finish(inv, t_start, init_ms, InvokeOutcome.RESPONSE_TOO_LARGE, too_large, "Function.ResponseSizeTooLarge", status="error")
         if reply.is_error:
             return self._finish(inv, t_start, init_ms, InvokeOutcome.FUNCTION_ERROR, reply.body, reply.error_type)
         return self._finish(inv, t_start, init_ms, InvokeOutcome.SUCCESS, reply.body, None, content_type=reply.content_type)
