@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,14 @@ import pytest
 from lamina.testing import RunningServer, running_server
 
 _names = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_after_each_test() -> Iterator[None]:
+    """Collect garbage after every test, so an unclosed socket or file warns in the test that
+    leaked it (filterwarnings=error makes that a failure) instead of in a later one by chance."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture

@@ -23,6 +23,13 @@ def call(client: Any, name: str, **kwargs: Any) -> Any:
     return json.loads(resp["Payload"].read())
 
 
+def executed_version(client: Any, name: str, **kwargs: Any) -> str:
+    """Invoke and return X-Amz-Executed-Version, reading the payload so the connection is reused."""
+    resp = client.invoke(FunctionName=name, **kwargs)
+    resp["Payload"].read()
+    return str(resp["ExecutedVersion"])
+
+
 def error_code(exc: pytest.ExceptionInfo[ClientError]) -> str:
     return str(exc.value.response["Error"]["Code"])
 
@@ -123,8 +130,7 @@ def test_versions_and_aliases(lambda_client: Any, fname: str) -> None:
 
     assert call(lambda_client, fname, Qualifier="1") == {"v": 1}
     assert call(lambda_client, f"{fname}:2") == {"v": 2}
-    resp = lambda_client.invoke(FunctionName=fname, Qualifier="1")
-    assert resp["ExecutedVersion"] == "1"
+    assert executed_version(lambda_client, fname, Qualifier="1") == "1"
 
     versions = lambda_client.list_versions_by_function(FunctionName=fname)["Versions"]
     assert [v["Version"] for v in versions] == ["$LATEST", "1", "2"]
@@ -137,9 +143,9 @@ def test_versions_and_aliases(lambda_client: Any, fname: str) -> None:
 
     # Weighted routing: all traffic to version 2, then half and half.
     lambda_client.update_alias(FunctionName=fname, Name="live", RoutingConfig={"AdditionalVersionWeights": {"2": 1.0}})
-    assert {lambda_client.invoke(FunctionName=fname, Qualifier="live")["ExecutedVersion"] for _ in range(5)} == {"2"}
+    assert {executed_version(lambda_client, fname, Qualifier="live") for _ in range(5)} == {"2"}
     lambda_client.update_alias(FunctionName=fname, Name="live", RoutingConfig={"AdditionalVersionWeights": {"2": 0.5}})
-    seen = {lambda_client.invoke(FunctionName=fname, Qualifier="live")["ExecutedVersion"] for _ in range(60)}
+    seen = {executed_version(lambda_client, fname, Qualifier="live") for _ in range(60)}
     assert seen == {"1", "2"}  # fails with probability 2 * 0.5**60
 
     with pytest.raises(ClientError) as exc:

@@ -145,7 +145,7 @@ def test_shutdown_does_not_wait_for_log_long_polls(tmp_path: Path) -> None:
     with running_server(tmp_path / "data") as srv:
         c = srv.client()
         deploy(c, "quiet", {"app.py": PID_APP})
-        c.invoke(FunctionName="quiet")
+        c.invoke(FunctionName="quiet")["Payload"].read()
         _, cursor = read_logs(srv.endpoint, "quiet")
         outcome: list[object] = []
 
