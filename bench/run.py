@@ -52,7 +52,7 @@ import platform_bench
 import report
 from stats import Figure
 
-from lamina.testing import running_server
+from lamina.testing import data_directory, running_server
 
 T = TypeVar("T")
 FUNCTION_NAME = "bench-noop"
@@ -232,8 +232,8 @@ def measure_all(plan: Plan, steps: Steps) -> dict[str, Figure]:
     """Baselines, platform, then L_http again: the echo server idles through the platform part."""
     with baselines.echo_server() as echo:
         figs = measure_baselines(plan, steps, echo)
-        with tempfile.TemporaryDirectory(prefix="lamina-bench-") as tmp:
-            figs += measure_platform(plan, steps, Path(tmp) / "data")
+        with data_directory(prefix="lamina-bench-") as data_dir:
+            figs += measure_platform(plan, steps, data_dir)
         last = http_round(plan, steps, echo, "last")
     figures = {f.name: f for f in figs}
     figures["l_http"] = baselines.best_round([figures["l_http"], last])

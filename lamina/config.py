@@ -11,7 +11,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Literal
 
-IsolationMode = Literal["process"]
+# "auto": sandbox where the host supports it, else process (said at start, never silent).
+IsolationMode = Literal["auto", "sandbox", "process"]
+NetworkDefault = Literal["none", "outbound"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -27,7 +29,9 @@ class Settings:
     idle_timeout: float = 300.0
     # Lambda's on-demand init limit (spec 5.1).
     init_timeout: float = 10.0
-    isolation: IsolationMode = "process"
+    isolation: IsolationMode = "auto"
+    # Network of sandboxed functions: "none" = only their Runtime API (see README, Isolation).
+    network: NetworkDefault = "none"
 
     @property
     def endpoint(self) -> str:

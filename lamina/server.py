@@ -19,6 +19,10 @@ import sys
 from collections.abc import Iterator
 
 import uvicorn
+from dataclasses import dataclass
+from pathlib import Path
+from collections.abc import Callable
+import os
 
 from lamina.api.app import build_app
 from lamina.api.common import Services
@@ -31,6 +35,10 @@ from lamina.invoke.invoker import Invoker
 from lamina.logs.store import LogStore
 from lamina.model.ids import Arns
 from lamina.runtimes.catalog import RuntimeCatalog
+from lamina.sandbox import cgroups, probe, rootfs
+from lamina.sandbox.base import Sandbox, SandboxSetup
+from lamina.sandbox.linux import BwrapHost, BwrapSandbox
+from lamina.sandbox.process import ProcessSandbox
 from lamina.store.code import CodeStore
 from lamina.store.db import Database
 from lamina.store.functions import FunctionRepo
@@ -53,16 +61,88 @@ class _HttpServer(uvicorn.Server):
         self.should_exit = True
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Isolation:
+    """The isolation backend chosen at start (ARCHITECTURE rule 10: by name, once)."""
+
+    mode: str
+    reason: str
+    sandboxes: Callable[[SandboxSetup], Sandbox]
+    cleanup: Callable[[], None]
+
+
+def choose_isolation(settings: Settings, data: Path) -> Isolation:
+    """`sandbox` if asked for or (with `auto`) if the host supports it; never a silent downgrade.
+
+    Raises SystemExit with the reason when `sandbox` was asked for and cannot work.
+    """
+    if settings.isolation == "process":
+        return Isolation(mode="process", reason="asked for with --isolation process",
+                         sandboxes=ProcessSandbox, cleanup=lambda: None)  # fmt: skip
+    report = probe.inspect_host()
+    blocked = probe.unreachable_ancestor(data.parent)
+    if report.sandbox_ok and blocked is not None:
+        report = probe.HostReport(checks=[*report.checks, probe.Check(
+            name="data directory", ok=False,
+            detail=f"{blocked} is not searchable by other users, so sandbox uids cannot reach {data} "
+                   "(use a --data-dir whose parents are world-searchable, e.g. chmod o+x)",
+        )])  # fmt: skip
+    if not report.sandbox_ok:
+        if settings.isolation == "sandbox":
+            raise SystemExit(f"lamina: --isolation sandbox cannot work on this host: {report.reason} (see `lamina doctor`)")
+        return Isolation(mode="process", reason=f"sandboxing unavailable ({report.reason})",
+                         sandboxes=ProcessSandbox, cleanup=lambda: None)  # fmt: skip
+    host = BwrapHost.create(cgroups.detect())
+    return Isolation(
+        mode="sandbox",
+        reason="asked for" if settings.isolation == "sandbox" else "the host supports it",
+        sandboxes=lambda setup: BwrapSandbox(setup, host),
+        cleanup=host.cgroups.cleanup,
+    )
+
+
+def diagnose(settings: Settings) -> tuple[probe.HostReport, str]:
+    """For `lamina doctor`: the host's checks and a sentence saying which mode will run, and why."""
+    report = probe.inspect_host()
+    try:
+        isolation = choose_isolation(settings, settings.data_dir.resolve())
+    except SystemExit as exc:
+        return report, f"lamina up would refuse to start: {exc.code}"
+    isolation.cleanup()
+    return report, f"lamina up will run with isolation {isolation.mode}: {isolation.reason}."
+
+
+def _prepare_data_dir(data: Path, sandboxed: bool) -> None:
+    """Sandbox uids must reach code and /tmp directories (only by exact path: 0711), and nothing else."""
+    data.mkdir(parents=True, exist_ok=True)
+    for sub in ("code", "code/unpacked", "envs"):
+        (data / sub).mkdir(parents=True, exist_ok=True)
+    for sub in ("code/zips", "logs"):
+        (data / sub).mkdir(parents=True, exist_ok=True)
+        os.chmod(data / sub, 0o700)
+    for path in (data, data / "code", data / "code/unpacked", data / "envs"):
+        os.chmod(path, 0o711 if sandboxed else 0o700)
+
+
 async def run(settings: Settings) -> None:
     data = settings.data_dir.resolve()
-    data.mkdir(parents=True, exist_ok=True)
+    isolation = choose_isolation(settings, data)
+    _prepare_data_dir(data, isolation.mode == "sandbox")
+    rootfs.remove_stale(data / "envs")  # environments of a server that died without cleaning up
     db = Database(data / "lamina.db")
     await db.open()
     code = CodeStore(data / "code")
     logs = LogStore(data / "logs")
-    catalog = RuntimeCatalog.discover()
+    catalog = RuntimeCatalog.discover(shared_paths_only=isolation.mode == "sandbox")
     manager = EnvironmentManager(
-        ctx=EnvironmentContext(region=settings.region, init_timeout=settings.init_timeout, logs=logs, work_root=data / "envs"),
+        ctx=EnvironmentContext(
+            region=settings.region,
+            init_timeout=settings.init_timeout,
+            logs=logs,
+            work_root=data / "envs",
+            sandboxes=isolation.sandboxes,
+            network=settings.network,
+        ),
         catalog=catalog,
         code=code,
         idle_timeout=settings.idle_timeout,
@@ -105,7 +185,11 @@ async def run(settings: Settings) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop)
         sock = _listen(settings.host, settings.port)
-        print(f"Lamina listening on {settings.endpoint} (data: {data}; runtimes: {', '.join(catalog.available)})", flush=True)
+        print(
+            f"Lamina listening on {settings.endpoint} (data: {data}; isolation: {isolation.mode}, {isolation.reason}; "
+            f"runtimes: {', '.join(catalog.available)})",
+            flush=True,
+        )
         async with asyncio.TaskGroup() as tg:
             reaper = tg.create_task(manager.run())
             try:
@@ -116,6 +200,7 @@ async def run(settings: Settings) -> None:
         await invoker.close()
         await functions.close()
         await manager.close()
+        isolation.cleanup()
         logs.close()
         await db.close()
         print("Lamina stopped.", flush=True)

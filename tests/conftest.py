@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from lamina.testing import RunningServer, running_server
+from lamina.testing import RunningServer, data_directory, running_server
 
 _names = itertools.count()
 
@@ -30,11 +30,17 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def server() -> Iterator[RunningServer]:
     """One server for the whole session; tests use unique function names (see `fname`)."""
-    data_dir = tmp_path_factory.mktemp("lamina-data")
-    with running_server(data_dir, extra_args=("--idle-timeout", "30")) as srv:
+    with data_directory() as data_dir, running_server(data_dir, extra_args=("--idle-timeout", "30")) as srv:
         yield srv
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A data directory of the test's own that sandbox uids can reach."""
+    with data_directory() as path:
+        yield path
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +62,7 @@ def fname(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def private_server(tmp_path: Path) -> Iterator[RunningServer]:
+def private_server(data_dir: Path) -> Iterator[RunningServer]:
     """A server of the test's own, for tests that restart it or change its settings."""
-    with running_server(tmp_path / "data") as srv:
+    with running_server(data_dir) as srv:
         yield srv

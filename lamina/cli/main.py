@@ -80,17 +80,70 @@ def up(
         int | None,
         typer.Option("--max-concurrency", help="Account concurrency limit. \\[default: 1000]"),
     ] = None,
+    isolation: Annotated[
+        str | None,
+        typer.Option(
+            "--isolation",
+            help="sandbox, process (trusted code only) or auto (sandbox where the host supports it). \\[default: auto]",
+        ),
+    ] = None,
+    network: Annotated[
+        str | None,
+        typer.Option("--network", help="Sandboxed functions' network: none (only their Runtime API). \\[default: none]"),
+    ] = None,
 ) -> None:
     """Run the Lamina server in the foreground (Ctrl-C stops it).
 
     Flags override LAMINA_* environment variables, which override the defaults.
     """
+    from lamina.cli.client import CliError
+
+    if isolation is not None and isolation not in ("auto", "sandbox", "process"):
+        raise CliError(f"--isolation must be auto, sandbox or process, not {isolation!r}")
+    if network is not None and network != "none":
+        raise CliError(f"--network must be none (outbound networking is not available yet), not {network!r}")
     settings = _settings(
-        host=host, port=port, data_dir=data_dir, idle_timeout=idle_timeout, max_concurrency=max_concurrency
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        idle_timeout=idle_timeout,
+        max_concurrency=max_concurrency,
+        isolation=isolation,
+        network=network,
     )
     from lamina import server
 
     server.serve(settings)
+
+
+# --- doctor ---------------------------------------------------------------------------------
+
+
+@app.command()
+def doctor(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="The data directory `lamina up` would use. \\[default: ./data]"),
+    ] = None,
+    isolation: Annotated[str | None, typer.Option("--isolation", help="The mode `lamina up` would be asked for.")] = None,
+) -> None:
+    """Show what this host supports for sandboxing, and which isolation mode `lamina up` will run."""
+    from rich.table import Table
+
+    from lamina import server
+
+    settings = _settings(data_dir=data_dir, isolation=isolation)
+    report, outcome = server.diagnose(settings)
+    table = Table(title="Sandboxing on this host", title_justify="left")
+    table.add_column("check")
+    table.add_column("")
+    table.add_column("detail", overflow="fold")
+    for check in report.checks:
+        mark = "[green]ok[/green]" if check.ok else ("[red]missing[/red]" if check.required else "[yellow]degraded[/yellow]")
+        table.add_row(check.name, mark, check.detail)
+    console = _stdout()
+    console.print(table)
+    console.print(outcome)
 
 
 # --- deploy ---------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ import enum
 import json
 import math
 import os
-import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -31,9 +30,8 @@ from lamina.model.invocation import Invocation, InvokeOutcome, InvokeResult, Inv
 from lamina.runtimeapi.server import start_listener
 from lamina.runtimeapi.session import InitError, NextEvent, RuntimeGone, RuntimeReply, RuntimeSession
 from lamina.runtimeapi.wire import MAX_RESPONSE_BYTES
-from lamina.runtimes.catalog import RuntimeInfo
-from lamina.sandbox.base import Limits, SandboxExit, SandboxSpec
-from lamina.sandbox.process import ProcessSandbox
+from lamina.runtimes.catalog import PYTHON_BOOTSTRAP, RuntimeInfo
+from lamina.sandbox.base import Limits, Mount, NetworkMode, Sandbox, SandboxExit, SandboxSetup, SandboxSpec
 
 TAIL_BYTES = 4096
 
@@ -68,6 +66,11 @@ class EnvironmentContext:
     init_timeout: float
     logs: LogStore
     work_root: Path
+    # Builds the isolation for one environment (the backend chosen at start, ARCHITECTURE rule 10).
+    sandboxes: Callable[[SandboxSetup], Sandbox]
+    network: NetworkMode = "none"
+    # Freeze environments between invocations (Lambda does; spec 5.1).
+    freeze_idle: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,15 +108,21 @@ class ExecutionEnvironment:
         self._code_dir = code_dir
         self._ctx = ctx
         self._on_dead = on_dead
-        self._dir = ctx.work_root / self.id
-        self._tmp = self._dir / "tmp"
-        self._tmp.mkdir(parents=True, exist_ok=True)
-        self._sandbox: ProcessSandbox | None = None
+        self._sandbox = ctx.sandboxes(
+            SandboxSetup(
+                id=self.id,
+                work_dir=ctx.work_root / self.id,
+                limits=Limits(memory_mb=config.memory_size, tmp_mb=config.ephemeral_storage),
+                network=ctx.network,
+            )
+        )
+        self._running = False  # a runtime process tree exists in the sandbox
+        self._oom_seen = 0  # the sandbox's OOM-kill count when its runtime last started
+        self._frozen = False
         self._session: RuntimeSession | None = None
         self._listener: asyncio.Server | None = None
         self._exit_task: asyncio.Task[SandboxExit] | None = None
         self._needs_launch = True
-        self._init_failure: InitFailure | None = None
         self._init_ms: float | None = None  # reported on the first REPORT after a successful init
         self._partial = b""
         self._pending: list[tuple[int, str]] = []  # log events not yet written
@@ -126,7 +135,12 @@ class ExecutionEnvironment:
         return not self._needs_launch
 
     async def start(self) -> None:
-        """Run the init phase (bounded by the init timeout). A failure is kept for the first invoke."""
+        """Create the sandbox and run the init phase (bounded by the init timeout).
+
+        A function's init failure is kept for the first invoke; a failure to build the sandbox
+        itself raises (the caller stops the environment).
+        """
+        await self._sandbox.setup()
         t0 = time.perf_counter()
         failure = await self._launch(self._ctx.init_timeout, self._ctx.init_timeout)
         init_ms = (time.perf_counter() - t0) * 1000
@@ -137,6 +151,7 @@ class ExecutionEnvironment:
         self._flush_logs()
         if self.state is EnvState.STARTING:
             self.state = EnvState.IDLE
+        self._freeze()
 
     async def _launch(self, budget: float, limit_s: float) -> InitFailure | None:
         """Start the runtime and wait (up to `budget` s) until it first calls /next.
@@ -145,31 +160,32 @@ class ExecutionEnvironment:
         """
         await self._stop_runtime()
         self._needs_launch = True
-        loop = asyncio.get_running_loop()
-        session = RuntimeSession()
-        listener = await start_listener(session)
-        self._session, self._listener = session, listener
-        port = listener.sockets[0].getsockname()[1]
-        argv = self._argv()
-        if isinstance(argv, InitFailure):
-            return argv
+        layout = self._layout()
+        if isinstance(layout, InitFailure):
+            return layout
+        argv, mounts, task_root, runtime_dir = layout
         self._log(logfmt.init_start_line(self._runtime_version, self._runtime_version_arn))
-        sandbox = ProcessSandbox()
+        self._thaw()  # a frozen cgroup would freeze the new runtime as it enters
+        self._sandbox.limit_cpu(False)  # init runs unthrottled; the function's CPU share applies after
         spec = SandboxSpec(
             argv=argv,
-            env=self._runtime_env(port),
-            cwd=self._code_dir,
-            limits=Limits(memory_mb=self.config.memory_size, tmp_mb=self.config.ephemeral_storage),
-            tmp_dir=self._tmp,
+            env=self._runtime_env(task_root, runtime_dir),
+            cwd=task_root,
+            mounts=mounts,
+            service_address_env="AWS_LAMBDA_RUNTIME_API",
         )
         try:
-            await sandbox.start(spec)
+            sock = await self._sandbox.start(spec)
         except OSError as exc:
             reason = (exc.strerror or str(exc)).lower()
             return InitFailure(error_type="Runtime.InvalidEntrypoint", detail=f"fork/exec {argv[0]}: {reason}")
-        self._sandbox = sandbox
-        loop.add_reader(sandbox.output_fd, self._read_output)
-        self._exit_task = asyncio.ensure_future(sandbox.wait_exit())
+        session = RuntimeSession()
+        self._session = session
+        self._listener = await start_listener(session, sock)
+        self._running = True
+        self._oom_seen = self._sandbox.stats().oom_kills
+        asyncio.get_running_loop().add_reader(self._sandbox.output_fd, self._read_output)
+        self._exit_task = asyncio.ensure_future(self._sandbox.wait_exit())
         self._exit_task.add_done_callback(self._on_exit)
         ready = asyncio.ensure_future(session.wait_ready())
         try:
@@ -178,6 +194,7 @@ class ExecutionEnvironment:
                 init_error = ready.result()
                 if init_error is None:
                     self._needs_launch = False
+                    self._sandbox.limit_cpu(True)
                     return None
                 return await self._after_init_error(init_error)
             if self._exit_task in done:
@@ -196,26 +213,44 @@ class ExecutionEnvironment:
         await self._stop_runtime()
         return InitFailure(error_type=err.error_type, posted_body=err.body)
 
-    def _argv(self) -> list[str] | InitFailure:
-        if not self._runtime.is_custom:
-            return self._runtime.launch_argv()
-        # Custom runtime: /var/task/bootstrap, then /opt/bootstrap (spec 5.2). Layers come later.
-        bootstrap = self._code_dir / "bootstrap"
-        if not bootstrap.is_file():
-            return InitFailure(
-                error_type="Runtime.InvalidEntrypoint",
-                detail="Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]",
-            )
-        if not os.access(bootstrap, os.X_OK):
-            return InitFailure(error_type="Runtime.InvalidEntrypoint", detail="fork/exec /var/task/bootstrap: permission denied")
-        return self._runtime.launch_argv(bootstrap)
+    def _layout(self) -> tuple[list[str], tuple[Mount, ...], str, str] | InitFailure:
+        """argv, mounts, task root and runtime dir as the runtime will see them.
+
+        Sandboxes that map paths get Lambda's layout (spec 5.2): code at /var/task, the runtime
+        client at /var/runtime, an interpreter outside /usr at /var/lang. Others see host paths.
+        """
+        mapped = self._sandbox.maps_paths
+        task_root = "/var/task" if mapped else str(self._code_dir)
+        mounts = [Mount(host=self._code_dir, inside="/var/task")]
+        if self._runtime.is_custom:
+            # Custom runtime: /var/task/bootstrap, then /opt/bootstrap (spec 5.2). Layers come later.
+            bootstrap = self._code_dir / "bootstrap"
+            if not bootstrap.is_file():
+                return InitFailure(
+                    error_type="Runtime.InvalidEntrypoint",
+                    detail="Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]",
+                )
+            if not os.access(bootstrap, os.X_OK):
+                return InitFailure(error_type="Runtime.InvalidEntrypoint", detail="fork/exec /var/task/bootstrap: permission denied")
+            return [f"{task_root}/bootstrap"], tuple(mounts), task_root, "/var/runtime"
+        interpreter = self._runtime.interpreter
+        assert interpreter is not None
+        if not mapped:
+            return [str(interpreter), "-I", "-S", str(PYTHON_BOOTSTRAP)], tuple(mounts), task_root, str(PYTHON_BOOTSTRAP.parent)
+        if interpreter.is_relative_to("/usr"):
+            argv0 = str(interpreter)
+        else:
+            mounts.append(Mount(host=interpreter.parent.parent, inside="/var/lang"))
+            argv0 = f"/var/lang/bin/{interpreter.name}"
+        mounts.append(Mount(host=PYTHON_BOOTSTRAP.parent, inside="/var/runtime"))
+        return [argv0, "-I", "-S", f"/var/runtime/{PYTHON_BOOTSTRAP.name}"], tuple(mounts), task_root, "/var/runtime"
 
     @property
     def _runtime_version(self) -> str:
         rid = self.config.runtime
-        family, _, rest = rid.partition(".") if rid.startswith("provided") else (rid.rstrip("0123456789.x"), "", rid)
         if rid.startswith("python"):
             return f"python:{rid.removeprefix('python')}.lamina1"
+        family, _, rest = rid.partition(".")
         return f"{family}:{rest or 'al1'}.lamina1"
 
     @property
@@ -225,7 +260,8 @@ class ExecutionEnvironment:
         digest = hashlib.sha256(self._runtime_version.encode()).hexdigest()
         return f"arn:aws:lambda:{self._ctx.region}::runtime:{digest}"
 
-    def _runtime_env(self, port: int) -> dict[str, str]:
+    def _runtime_env(self, task_root: str, runtime_dir: str) -> dict[str, str]:
+        """Lambda's variables (spec 5.3); the sandbox adds AWS_LAMBDA_RUNTIME_API and TMPDIR."""
         c = self.config
         env = dict(c.environment)
         env.update(
@@ -234,7 +270,6 @@ class ExecutionEnvironment:
                 "LANG": "en_US.UTF-8",
                 "LD_LIBRARY_PATH": "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib",
                 "TZ": ":UTC",
-                "TMPDIR": str(self._tmp),
                 "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
             }
         )
@@ -252,9 +287,8 @@ class ExecutionEnvironment:
                 "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
                 "AWS_LAMBDA_LOG_GROUP_NAME": c.log_group,
                 "AWS_LAMBDA_LOG_STREAM_NAME": self.stream,
-                "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}",
-                "LAMBDA_TASK_ROOT": str(self._code_dir),
-                "LAMBDA_RUNTIME_DIR": str(self._runtime.runtime_dir),
+                "LAMBDA_TASK_ROOT": task_root,
+                "LAMBDA_RUNTIME_DIR": runtime_dir,
             }
         )
         if not self._runtime.is_custom:
@@ -272,16 +306,28 @@ class ExecutionEnvironment:
             # Died while idle: the next invoke re-inits (a reset, keeping /tmp).
             self._needs_launch = True
 
+    def _freeze(self) -> None:
+        """Freeze an idle environment, as Lambda does between invocations (spec 5.1)."""
+        if self._running and not self._frozen and self._ctx.freeze_idle:
+            self._sandbox.freeze()
+            self._frozen = True
+
+    def _thaw(self) -> None:
+        if self._frozen:
+            self._sandbox.thaw()
+            self._frozen = False
+
     async def _stop_runtime(self) -> None:
         """Kill the current runtime (if any) and release its listener; the environment stays."""
-        if self._sandbox is not None:
+        if self._running:
             self._sandbox.kill()
             if self._exit_task is not None:
                 await asyncio.wait({self._exit_task}, timeout=5.0)
             self._drain_output()
             asyncio.get_running_loop().remove_reader(self._sandbox.output_fd)
             self._sandbox.close_output()
-            self._sandbox = None
+            self._running = False
+        self._thaw()
         self._exit_task = None
         if self._session is not None:
             self._session.close("environment reset")
@@ -292,13 +338,13 @@ class ExecutionEnvironment:
         self._needs_launch = True
 
     async def stop(self) -> None:
-        """Stop for good: kill the runtime, delete /tmp. Idempotent."""
+        """Stop for good: kill the runtime, release the sandbox (its /tmp too). Idempotent."""
         if self.state is EnvState.DEAD:
             return
         self.state = EnvState.DEAD
         await self._stop_runtime()
         self._flush_logs()
-        await asyncio.to_thread(shutil.rmtree, self._dir, True)
+        await self._sandbox.destroy()
         if self._on_dead is not None:
             self._on_dead(self)
 
@@ -318,6 +364,7 @@ class ExecutionEnvironment:
             if self.state is EnvState.BUSY:
                 self.state = EnvState.IDLE
                 self.idle_since = time.monotonic()
+                self._freeze()
 
     async def _invoke(self, inv: Invocation) -> InvokeResult:
         rid = inv.request_id
@@ -346,6 +393,7 @@ class ExecutionEnvironment:
             client_context=inv.client_context,
         )
         t_start = time.perf_counter()
+        self._thaw()
         reply_future = self._session.deliver(event)
         try:
             async with asyncio.timeout(max(0.0, deadline - time.perf_counter())):
@@ -362,7 +410,10 @@ class ExecutionEnvironment:
             self._drain_output()
             await self._stop_runtime()
             detail = _exit_detail(exit_info)
-            error_type = "Runtime.ExitError"
+            # The cgroup's OOM counter says whether the kernel killed it for memory (not a guess).
+            oom_kills = self._sandbox.stats().oom_kills
+            error_type = "Runtime.OutOfMemory" if oom_kills > self._oom_seen else "Runtime.ExitError"
+            self._oom_seen = oom_kills
             body = _platform_error(rid, error_type, detail)
             return self._finish(inv, t_start, init_ms, InvokeOutcome.RUNTIME_EXIT, body.encode(), error_type, status="error")
         self._drain_output()
@@ -393,7 +444,7 @@ class ExecutionEnvironment:
         content_type: str | None = None,
     ) -> InvokeResult:
         duration = (time.perf_counter() - t_start) * 1000
-        peak = self._sandbox.stats().max_memory_bytes if self._sandbox is not None else 0
+        peak = self._sandbox.stats().max_memory_bytes
         timings = InvokeTimings(
             duration_ms=duration,
             billed_ms=logfmt.billed_ms(duration),
@@ -424,7 +475,7 @@ class ExecutionEnvironment:
 
     def _read_output(self) -> None:
         sandbox = self._sandbox
-        if sandbox is None:
+        if not self._running or sandbox.output_fd < 0:
             return
         try:
             chunk = os.read(sandbox.output_fd, 65536)
@@ -443,7 +494,7 @@ class ExecutionEnvironment:
         rather than glued to the next invocation's first line.
         """
         sandbox = self._sandbox
-        if sandbox is None or sandbox.output_fd < 0:
+        if not self._running or sandbox.output_fd < 0:
             return
         while True:
             try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections import deque
 from dataclasses import dataclass
 from typing import cast
@@ -202,7 +203,11 @@ def _error_body(error_type: str, message: str) -> bytes:
     return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
 
 
-async def start_listener(session: RuntimeSession, host: str = "127.0.0.1", port: int = 0) -> asyncio.Server:
-    """A listening server bound to `session`. The caller owns it: close() it with the environment."""
+async def start_listener(session: RuntimeSession, sock: socket.socket | None = None) -> asyncio.Server:
+    """Serve `session` on `sock` (a listening socket, e.g. one made inside a sandbox's network
+    namespace), or on a new 127.0.0.1 port. The caller owns the server: close() it with the
+    environment."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: _Connection(session), host, port, reuse_address=True)
+    if sock is None:
+        return await loop.create_server(lambda: _Connection(session), "127.0.0.1", 0, reuse_address=True)
+    return await loop.create_server(lambda: _Connection(session), sock=sock)

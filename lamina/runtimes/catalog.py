@@ -39,20 +39,6 @@ class RuntimeInfo:
     def is_custom(self) -> bool:
         return self.interpreter is None
 
-    @property
-    def runtime_dir(self) -> Path:
-        """LAMBDA_RUNTIME_DIR: where the runtime's implementation lives."""
-        return Path("/var/runtime") if self.interpreter is None else PYTHON_BOOTSTRAP.parent
-
-    def launch_argv(self, bootstrap: Path | None = None) -> list[str]:
-        """argv that starts this runtime; `bootstrap` is the custom runtime's executable."""
-        if self.interpreter is None:
-            assert bootstrap is not None
-            return [str(bootstrap)]
-        # -I -S: no user site, no site-packages, no .pth hooks (PERFORMANCE G11); the runtime
-        # client puts the task root on sys.path itself.
-        return [str(self.interpreter), "-I", "-S", str(PYTHON_BOOTSTRAP)]
-
 
 class RuntimeCatalog:
     """Which runtimes exist (for validation) and which run here (for execution)."""
@@ -61,12 +47,14 @@ class RuntimeCatalog:
         self._available = available
 
     @classmethod
-    def discover(cls) -> RuntimeCatalog:
+    def discover(cls, *, shared_paths_only: bool = False) -> RuntimeCatalog:
+        """Runtimes this host can run. `shared_paths_only`: only interpreters that other uids can
+        reach (sandboxes run as uids of their own and bind the interpreter from its host path)."""
         available = {rid: RuntimeInfo(identifier=rid, interpreter=None) for rid in CUSTOM_RUNTIMES}
         for rid in LAMBDA_RUNTIMES:
             # python3.6-3.8 can no longer be created on Lambda (spec 10); our runtime client needs 3.9+.
             if rid.startswith("python3.") and int(rid.split(".")[1]) >= 9:
-                interp = _find_python(rid.removeprefix("python"))
+                interp = _find_python(rid.removeprefix("python"), shared_paths_only=shared_paths_only)
                 if interp is not None:
                     available[rid] = RuntimeInfo(identifier=rid, interpreter=interp)
         return cls(available)
@@ -85,12 +73,20 @@ def _sort_key(rid: str) -> tuple[str, int]:
     return (head, int(tail[-1]) if tail and tail[-1].isdigit() else 0)
 
 
-def _find_python(version: str) -> Path | None:
+def _reachable_by_others(path: Path) -> bool:
+    """Every directory above `path` is searchable by other uids, and the file is readable."""
+    for parent in path.parents:
+        if not parent.stat().st_mode & 0o001:
+            return False
+    return bool(path.stat().st_mode & 0o004)
+
+
+def _find_python(version: str, *, shared_paths_only: bool = False) -> Path | None:
     """A real interpreter binary for `3.X`: never a pyenv shim (+100 ms per start)."""
     if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
         base = getattr(sys, "_base_executable", None) or sys.executable
         real = Path(os.path.realpath(base))
-        if real.is_file():
+        if real.is_file() and (not shared_paths_only or _reachable_by_others(real)):
             return real
     candidates = [f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"]
     candidates += sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}")))
@@ -99,5 +95,7 @@ def _find_python(version: str) -> Path | None:
             candidates.append(os.path.join(entry, f"python{version}"))
     for c in candidates:
         if os.path.isfile(c) and os.access(c, os.X_OK):
-            return Path(os.path.realpath(c))
+            real = Path(os.path.realpath(c))
+            if not shared_paths_only or _reachable_by_others(real):
+                return real
     return None

@@ -1,7 +1,8 @@
 """ProcessSandbox: a plain child process with rlimits, for development and trusted code.
 
-It gives NO isolation between environments (same uid, shared network and filesystem); the
-isolation issue adds the `sandbox` backend. /tmp is stood in for by TMPDIR.
+It gives NO isolation between environments: same uid, shared network and filesystem, host
+paths (`maps_paths` is False, so the tree sees its code at its host path). /tmp is stood in for
+by a private directory passed as TMPDIR. Freezing uses SIGSTOP/SIGCONT on the process group.
 """
 
 from __future__ import annotations
@@ -9,21 +10,39 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import shutil
 import signal
+import socket
 from pathlib import Path
 
-from lamina.sandbox.base import SandboxExit, SandboxSpec, SandboxStats
+from lamina.sandbox.base import SandboxExit, SandboxSetup, SandboxSpec, SandboxStats
 
 
 class ProcessSandbox:
-    def __init__(self) -> None:
+    maps_paths = False
+
+    def __init__(self, setup: SandboxSetup) -> None:
+        self._setup = setup
         self.output_fd = -1
+        self.tmp_dir = setup.work_dir / "tmp"
         self._proc: asyncio.subprocess.Process | None = None
         self._exit: SandboxExit | None = None
 
-    async def start(self, spec: SandboxSpec) -> None:
+    async def setup(self) -> None:
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    async def start(self, spec: SandboxSpec) -> socket.socket:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        listener.setblocking(False)
+        env = dict(spec.env)
+        env[spec.service_address_env] = "127.0.0.1:%d" % listener.getsockname()[1]
+        env["TMPDIR"] = str(self.tmp_dir)
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
+        self._exit = None
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *spec.argv,
@@ -31,27 +50,25 @@ class ProcessSandbox:
                 stdout=write_fd,
                 stderr=write_fd,
                 cwd=spec.cwd,
-                env=spec.env,
-                # Its own process group, so kill() reaches every descendant.
+                env=env,
+                # Its own process group, so kill() and freeze() reach every descendant.
                 start_new_session=True,
             )
         except BaseException:
             os.close(read_fd)
+            listener.close()
             raise
         finally:
             os.close(write_fd)
         self.output_fd = read_fd
         try:
             # Lambda's 1,024 file descriptors (spec 11); set after spawn to avoid preexec_fn.
-            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-            limit = min(spec.limits.nofile, hard)
+            _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            limit = min(self._setup.limits.nofile, hard)
             resource.prlimit(self._proc.pid, resource.RLIMIT_NOFILE, (limit, limit))
-        except (ProcessLookupError, PermissionError, OSError):
+        except OSError:
             pass  # the process already exited; wait_exit reports it
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
+        return listener
 
     async def wait_exit(self) -> SandboxExit:
         if self._exit is None:
@@ -60,13 +77,25 @@ class ProcessSandbox:
             self._exit = SandboxExit(returncode=None, signal=-rc) if rc < 0 else SandboxExit(returncode=rc)
         return self._exit
 
-    def kill(self) -> None:
+    def _signal_group(self, sig: int) -> None:
         if self._proc is None or self._proc.returncode is not None:
             return
         try:
-            os.killpg(self._proc.pid, signal.SIGKILL)
+            os.killpg(self._proc.pid, sig)
         except ProcessLookupError:
             pass
+
+    def kill(self) -> None:
+        self._signal_group(signal.SIGKILL)
+
+    def freeze(self) -> None:
+        self._signal_group(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal_group(signal.SIGCONT)
+
+    def limit_cpu(self, enabled: bool) -> None:
+        """No CPU control without cgroups."""
 
     def close_output(self) -> None:
         if self.output_fd >= 0:
@@ -78,6 +107,13 @@ class ProcessSandbox:
         if self._proc is None:
             return SandboxStats(max_memory_bytes=0)
         return SandboxStats(max_memory_bytes=_tree_peak_rss(self._proc.pid))
+
+    async def destroy(self) -> None:
+        self.kill()
+        if self._proc is not None and self._proc.returncode is None:
+            await self.wait_exit()
+        self.close_output()
+        await asyncio.to_thread(shutil.rmtree, self._setup.work_dir, True)
 
 
 def _tree_peak_rss(root: int) -> int:
@@ -96,8 +132,7 @@ def _tree_peak_rss(root: int) -> int:
                     total += int(line.split()[1]) * 1024
                     break
             for task in (proc / "task").iterdir():
-                children = (task / "children").read_text().split()
-                stack.extend(int(c) for c in children)
+                stack.extend(int(c) for c in (task / "children").read_text().split())
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
     return total

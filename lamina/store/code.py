@@ -94,6 +94,8 @@ class CodeStore:
                     # zipfile drops permissions; keep the execute bits (a custom runtime's bootstrap).
                     mode = (info.external_attr >> 16) & 0o777
                     os.chmod(dest, (mode or 0o644) | stat.S_IRUSR)
+            # Readable by sandbox uids (they see it read-only at /var/task); mkdtemp made it 0700.
+            os.chmod(tmp, 0o755)
             os.replace(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -56,6 +56,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def isolation_for_tests() -> str:
+    """The isolation tests run servers with: LAMINA_TEST_ISOLATION, else `sandbox` (as CI does)."""
+    return os.environ.get("LAMINA_TEST_ISOLATION", "sandbox")
+
+
+@contextmanager
+def data_directory(prefix: str = "lamina-test-") -> Iterator[Path]:
+    """A fresh directory sandbox uids can reach (under /tmp, mode 0711), removed afterwards with
+    anything a killed server left mounted in it."""
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    os.chmod(root, 0o711)
+    try:
+        yield root / "data"
+    finally:
+        mounts = []
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                point = line.split()[1]
+                if point.startswith(str(root) + "/"):
+                    mounts.append(point)
+        for point in sorted(mounts, key=len, reverse=True):
+            subprocess.run(["umount", "-l", point], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @contextmanager
 def running_server(
     data_dir: Path,
@@ -64,10 +92,12 @@ def running_server(
     extra_args: tuple[str, ...] = (),
     env: Mapping[str, str] | None = None,
     start_timeout: float = 30.0,
+    isolation: str | None = None,
 ) -> Iterator[RunningServer]:
     """Run `python -m lamina up` until the block exits; SIGTERM then SIGKILL on the way out."""
     port = port or free_port()
-    argv = [sys.executable, "-m", "lamina", "up", "--port", str(port), "--data-dir", str(data_dir), *extra_args]
+    argv = [sys.executable, "-m", "lamina", "up", "--port", str(port), "--data-dir", str(data_dir),
+            "--isolation", isolation or isolation_for_tests(), *extra_args]  # fmt: skip
     proc = subprocess.Popen(
         argv,
         stdout=subprocess.PIPE,
@@ -201,3 +231,21 @@ def wait_for_log(endpoint: str, function: str, needle: str, *, timeout: float = 
         if any(needle in line for line in lines):
             return lines
     raise TimeoutError(f"no log line containing {needle!r} in {timeout} s; got {lines[-20:]}")
+
+
+def processes_with_env(key: str, value: str) -> list[int]:
+    """Host pids of processes whose environment holds key=value (root can read every environ).
+
+    Finds a function's runtime processes from outside any pid namespace: deploy it with a unique
+    marker variable, then look for the marker."""
+    needle = f"{key}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found

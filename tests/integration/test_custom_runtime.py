@@ -336,7 +336,6 @@ def test_runtime_crash_mid_invoke_resets_the_environment(lambda_client: Any, fna
     after = assert_ok(*invoke(lambda_client, fname, {"n": 3}))
     assert after["event"] == {"n": 3}
     assert after["count"] == 1  # a fresh runtime process: init ran again
-    assert after["pid"] != first["pid"]
 
 
 def test_runtime_posted_error_reaches_caller_verbatim(lambda_client: Any, fname: str) -> None:

@@ -15,11 +15,13 @@ from typing import Any
 import pytest
 
 from lamina.runtimes.catalog import RuntimeCatalog
-from lamina.testing import deploy
+from lamina.testing import isolation_for_tests, deploy
 
 # Every python3.X this host can run; ids without dots, because the test id becomes a function name.
 PYTHON_RUNTIMES = [
-    pytest.param(r, id=r.replace(".", "")) for r in RuntimeCatalog.discover().available if r.startswith("python3.")
+    pytest.param(r, id=r.replace(".", ""))
+    for r in RuntimeCatalog.discover(shared_paths_only=isolation_for_tests() == "sandbox").available
+    if r.startswith("python3.")
 ]
 LOG_LINE = r"^\[{level}\]\t(\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{{3}})Z\t{rid}\t{message}$"
 

@@ -6,15 +6,29 @@ import json
 import os
 import threading
 import time
+import uuid
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lamina.testing import deploy, read_logs, running_server, zip_files
+from lamina.testing import deploy, processes_with_env, read_logs, running_server, zip_files
 
-PID_APP = "import os, time\ndef handler(e, c):\n    time.sleep(e.get('sleep', 0))\n    return {'pid': os.getpid(), 'v': 1}\n"
+# TOKEN is new in every runtime process (pids are namespaced inside sandboxes, so not comparable).
+PID_APP = (
+    "import os, time, uuid\nTOKEN = uuid.uuid4().hex\n"
+    "def handler(e, c):\n    time.sleep(e.get('sleep', 0))\n    return {'token': TOKEN, 'v': 1}\n"
+)
+
+
+def marked() -> dict[str, Any]:
+    """Environment with a unique marker, to find the function's processes on the host."""
+    return {"Variables": {"TEST_MARKER": uuid.uuid4().hex}}
+
+
+def runtime_processes(env: dict[str, Any]) -> list[int]:
+    return processes_with_env("TEST_MARKER", env["Variables"]["TEST_MARKER"])
 
 
 def payload(resp: dict[str, Any]) -> Any:
@@ -26,22 +40,24 @@ def environments(endpoint: str) -> dict[str, Any]:
         return dict(json.loads(r.read()))
 
 
-def test_state_survives_restart(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+def test_state_survives_restart(data_dir: Path) -> None:
+    data = data_dir
     with running_server(data) as srv:
         c = srv.client()
-        arn = deploy(c, "keeper", {"app.py": PID_APP}, Tags={"team": "x"}, Environment={"Variables": {"KEY": "v"}})["FunctionArn"]
+        env = {"Variables": {"KEY": "v", **marked()["Variables"]}}
+        arn = deploy(c, "keeper", {"app.py": PID_APP}, Tags={"team": "x"}, Environment=env)["FunctionArn"]
         c.publish_version(FunctionName="keeper")
         c.create_alias(FunctionName="keeper", Name="prod", FunctionVersion="1")
-        first_pid = payload(c.invoke(FunctionName="keeper"))["pid"]
+        payload(c.invoke(FunctionName="keeper"))
+        assert runtime_processes(env)
         sha = c.get_function(FunctionName="keeper")["Configuration"]["CodeSha256"]
-    assert not Path(f"/proc/{first_pid}").exists()  # the runtime died with the server
+    assert runtime_processes(env) == []  # the runtime died with the server
     with running_server(data) as srv:
         c = srv.client()
         conf = c.get_function(FunctionName="keeper")
         assert conf["Configuration"]["State"] == "Active"
         assert conf["Configuration"]["CodeSha256"] == sha
-        assert conf["Configuration"]["Environment"] == {"Variables": {"KEY": "v"}}
+        assert conf["Configuration"]["Environment"] == env
         assert c.list_tags(Resource=arn)["Tags"] == {"team": "x"}
         assert [v["Version"] for v in c.list_versions_by_function(FunctionName="keeper")["Versions"]] == ["$LATEST", "1"]
         assert c.get_alias(FunctionName="keeper", Name="prod")["FunctionVersion"] == "1"
@@ -53,9 +69,9 @@ def test_state_survives_restart(tmp_path: Path) -> None:
     assert len([p for p in (data / "code" / "unpacked").iterdir() if not p.name.startswith(".")]) == 1
 
 
-def test_update_while_pending_recovers_after_crash(tmp_path: Path) -> None:
+def test_update_while_pending_recovers_after_crash(data_dir: Path) -> None:
     """A function created just before a crash is Active after the restart, not stuck Pending."""
-    data = tmp_path / "data"
+    data = data_dir
     with running_server(data) as srv:
         c = srv.client()
         c.create_function(FunctionName="early", Runtime="python3.11", Role="arn:aws:iam::000000000000:role/x",
@@ -68,8 +84,8 @@ def test_update_while_pending_recovers_after_crash(tmp_path: Path) -> None:
         assert payload(c.invoke(FunctionName="early"))["v"] == 1
 
 
-def test_account_concurrency_limit_throttles(tmp_path: Path) -> None:
-    with running_server(tmp_path / "data", extra_args=("--max-concurrency", "1")) as srv:
+def test_account_concurrency_limit_throttles(data_dir: Path) -> None:
+    with running_server(data_dir, extra_args=("--max-concurrency", "1")) as srv:
         c = srv.client()
         deploy(c, "slow", {"app.py": PID_APP})
         started = threading.Event()
@@ -94,38 +110,42 @@ def test_account_concurrency_limit_throttles(tmp_path: Path) -> None:
         assert results and results[0]["v"] == 1
 
 
-def test_idle_environments_are_reaped(tmp_path: Path) -> None:
-    with running_server(tmp_path / "data", extra_args=("--idle-timeout", "0.3")) as srv:
+def test_idle_environments_are_reaped(data_dir: Path) -> None:
+    with running_server(data_dir, extra_args=("--idle-timeout", "0.3")) as srv:
         c = srv.client()
-        deploy(c, "idler", {"app.py": PID_APP})
-        pid = payload(c.invoke(FunctionName="idler"))["pid"]
+        env = marked()
+        deploy(c, "idler", {"app.py": PID_APP}, Environment=env)
+        token = payload(c.invoke(FunctionName="idler"))["token"]
+        assert runtime_processes(env)
         assert environments(srv.endpoint)["environments"] == 1
         deadline = time.monotonic() + 15
         while environments(srv.endpoint)["environments"] and time.monotonic() < deadline:
             time.sleep(0.05)
         assert environments(srv.endpoint)["environments"] == 0
-        assert not Path(f"/proc/{pid}").exists()
+        assert runtime_processes(env) == []
         resp = c.invoke(FunctionName="idler", LogType="Tail")
-        assert payload(resp)["pid"] != pid
+        assert payload(resp)["token"] != token
         assert "Init Duration" in __import__("base64").b64decode(resp["LogResult"]).decode()
 
 
-def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
-    with running_server(tmp_path / "data") as srv:
+def test_sigterm_stops_cleanly(data_dir: Path) -> None:
+    with running_server(data_dir) as srv:
         c = srv.client()
-        deploy(c, "term", {"app.py": PID_APP})
-        pid = payload(c.invoke(FunctionName="term"))["pid"]
+        env = marked()
+        deploy(c, "term", {"app.py": PID_APP}, Environment=env)
+        payload(c.invoke(FunctionName="term"))
+        assert runtime_processes(env)
         srv.process.terminate()
         assert srv.process.wait(15) == 0
         assert "Lamina stopped." in "".join(srv.output)
-        assert not Path(f"/proc/{pid}").exists()
-        assert os.path.exists(tmp_path / "data" / "lamina.db")
+        assert runtime_processes(env) == []
+        assert os.path.exists(data_dir / "lamina.db")
 
 
-def test_init_longer_than_the_init_limit(tmp_path: Path) -> None:
+def test_init_longer_than_the_init_limit(data_dir: Path) -> None:
     """Init past the limit is retried inside the invoke; past the function timeout it is a timeout."""
     slow_import = "import time\ntime.sleep(float(open('delay').read()))\ndef handler(e, c):\n    return 'ready'\n"
-    with running_server(tmp_path / "data", env={"LAMINA_INIT_TIMEOUT": "0.5"}) as srv:
+    with running_server(data_dir, env={"LAMINA_INIT_TIMEOUT": "0.5"}) as srv:
         c = srv.client()
         deploy(c, "slowinit", {"app.py": slow_import, "delay": "3"}, Timeout=1)
         resp = c.invoke(FunctionName="slowinit", LogType="Tail")
@@ -141,8 +161,8 @@ def test_init_longer_than_the_init_limit(tmp_path: Path) -> None:
         assert payload(c.invoke(FunctionName="slowinit2")) == "ready"
 
 
-def test_shutdown_does_not_wait_for_log_long_polls(tmp_path: Path) -> None:
-    with running_server(tmp_path / "data") as srv:
+def test_shutdown_does_not_wait_for_log_long_polls(data_dir: Path) -> None:
+    with running_server(data_dir) as srv:
         c = srv.client()
         deploy(c, "quiet", {"app.py": PID_APP})
         c.invoke(FunctionName="quiet")["Payload"].read()

@@ -1,0 +1,84 @@
+"""The pieces of a sandbox's root that Lamina provides: the private /tmp, and the host paths the
+runtime needs read-only.
+
+/tmp is a sparse ext4 image of EphemeralStorage size, loop-mounted on the host in the sandbox's
+work directory (shared/ISOLATION.md: ~15 ms to make, a hard size limit, not charged to memory,
+and it survives resets because it lives outside any one bwrap). Where that cannot work (not
+root, no mkfs.ext4 or loop devices) a plain directory stands in, without a size limit; `lamina
+doctor` reports which one the host gets.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+# Host paths every sandbox sees read-only (the OS the runtimes run on); Debian's merged /usr
+# makes /bin, /lib, /lib64 and /sbin symlinks into it, which sandboxes get as symlinks too.
+SYSTEM_DIRS = ("/usr", "/etc")
+SYSTEM_LINKS = ("/bin", "/lib", "/lib64", "/sbin")
+
+
+def loop_tmp_supported() -> bool:
+    return os.geteuid() == 0 and shutil.which("mkfs.ext4") is not None and Path("/dev/loop-control").exists()
+
+
+def make_tmp(work_dir: Path, size_mb: int, uid: int | None, gid: int | None) -> tuple[Path, bool]:
+    """Create the /tmp for a sandbox; returns its host path and whether it is a mounted image."""
+    mount_point = work_dir / "tmp"
+    mount_point.mkdir(parents=True, exist_ok=True)
+    if loop_tmp_supported():
+        image = work_dir / "tmp.img"
+        with open(image, "wb") as f:
+            f.truncate(size_mb * 1024 * 1024)
+        owner = f"{uid if uid is not None else 0}:{gid if gid is not None else 0}"
+        subprocess.run(
+            ["mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal", "-E", f"root_owner={owner}", str(image)],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            ["mount", "-o", "loop,nosuid,nodev", str(image), str(mount_point)], check=True, capture_output=True
+        )
+        os.chmod(mount_point, 0o1777 if uid is None else 0o700)
+        lost = mount_point / "lost+found"
+        if lost.exists():
+            lost.rmdir()
+        return mount_point, True
+    if uid is not None and gid is not None:
+        os.chown(mount_point, uid, gid)
+    os.chmod(mount_point, 0o700 if uid is not None else 0o1777)
+    return mount_point, False
+
+
+def remove_tmp(work_dir: Path, mounted: bool) -> None:
+    if mounted:
+        subprocess.run(["umount", "-l", str(work_dir / "tmp")], capture_output=True)
+    shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def mounts_under(root: Path) -> list[Path]:
+    """Mount points at or below `root`, deepest first (from /proc/self/mounts)."""
+    prefix = str(root.resolve())
+    found = []
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            point = line.split()[1].replace("\\040", " ")
+            if point == prefix or point.startswith(prefix + "/"):
+                found.append(Path(point))
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def remove_stale(envs_dir: Path) -> int:
+    """Remove what a server that died without cleaning up left in `envs_dir`: unmount its /tmp
+    images and delete the directories. Returns how many environments were removed."""
+    if not envs_dir.is_dir():
+        return 0
+    for point in mounts_under(envs_dir):
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+    stale = [p for p in envs_dir.iterdir() if p.is_dir()]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return len(stale)
