@@ -239,11 +239,7 @@ class FunctionService:
                 "The operation cannot be performed at this time. An update is in progress for resource: "
                 f"{self.arns.function(rec.name)}"
             )
-        if revision_id is not None and revision_id != rec.latest.revision_id:
-            raise PreconditionFailedException(
-                "The Revision Id provided does not match the latest Revision Id. "
-                "Call the GetFunction/GetAlias API to retrieve the latest Revision Id"
-            )
+        _check_revision(revision_id, rec.latest.revision_id)
 
     async def update_code(self, name: str, zip_file: bytes, *, publish: bool = False, revision_id: str | None = None) -> FunctionConfig:
         rec = self.record(name)
@@ -406,11 +402,7 @@ class FunctionService:
                            weights: dict[str, float] | None, revision_id: str | None) -> Alias:  # fmt: skip
         async with self._lock(name):
             a = self.get_alias(name, alias)
-            if revision_id is not None and revision_id != a.revision_id:
-                raise PreconditionFailedException(
-                    "The Revision Id provided does not match the latest Revision Id. "
-                    "Call the GetFunction/GetAlias API to retrieve the latest Revision Id"
-                )
+            _check_revision(revision_id, a.revision_id)
             new_version = version if version is not None else a.function_version
             new_weights = weights if weights is not None else a.additional_weights
             self._check_alias_target(self.record(name), new_version, new_weights)
@@ -461,6 +453,15 @@ class FunctionService:
             new = {k: v for k, v in rec.tags.items() if k not in keys}
             await self._repo.set_tags(rec.name, new)
             rec.tags = new
+
+
+def _check_revision(given: str | None, current: str) -> None:
+    """RevisionId preconditions (spec 2.3): a given id must be the current one."""
+    if given is not None and given != current:
+        raise PreconditionFailedException(
+            "The Revision Id provided does not match the latest Revision Id. "
+            "Call the GetFunction/GetAlias API to retrieve the latest Revision Id"
+        )
 
 
 def _apply(config: FunctionConfig, c: ConfigChanges) -> FunctionConfig:
