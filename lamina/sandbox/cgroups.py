@@ -68,6 +68,9 @@ class SandboxCgroup(Protocol):
 class CgroupDriver(Protocol):
     version: Literal[1, 2]
 
+    def check(self) -> None:
+        """Raise CgroupError if sandboxes' cgroups cannot be created here; changes nothing."""
+
     def create(self, name: str, limits: CgroupLimits) -> SandboxCgroup: ...
 
     def describe(self) -> str: ...
@@ -190,22 +193,27 @@ class V2Driver:
 
     version: Literal[1, 2] = 2
 
-    def __init__(self, root: Path = Path("/sys/fs/cgroup"), own: str | None = None, *, pid: int | None = None) -> None:
+    def __init__(self, root: Path = Path("/sys/fs/cgroup"), own: str | None = None) -> None:
         self._root = root
         own = own if own is not None else own_paths(_read(Path("/proc/self/cgroup"))).get("", "/")
         self._own = root / own.lstrip("/")
         self._base = self._own / "lamina"
-        self._pid = pid if pid is not None else os.getpid()
         self._ready = False
 
-    def _prepare(self) -> None:
-        if self._ready:
-            return
+    def check(self) -> None:
         needed = {"memory", "cpu", "pids"}
         available = set(_read(self._own / "cgroup.controllers").split())
         missing = needed - available
         if missing:
             raise CgroupError(f"cgroup v2 controllers {sorted(missing)} are not delegated to {self._own}")
+        if not os.access(self._own, os.W_OK):
+            raise CgroupError(f"{self._own} is not writable by this user (no cgroup delegation)")
+
+    def _prepare(self) -> None:
+        if self._ready:
+            return
+        self.check()
+        needed = {"memory", "cpu", "pids"}
         if _procs(self._own):
             leaf = self._own / "server"
             leaf.mkdir(exist_ok=True)
@@ -336,6 +344,12 @@ class V1Driver:
                         _rmdir_tree(entry)
                     except OSError:
                         pass  # still has tasks: leave it
+
+    def check(self) -> None:
+        for c, base in self._bases.items():
+            parent = base.parent
+            if not parent.is_dir() or not os.access(parent, os.W_OK):
+                raise CgroupError(f"cgroup v1 {c} group {parent} is not writable by this user")
 
     def create(self, name: str, limits: CgroupLimits) -> V1Cgroup:
         dirs: dict[str, Path] = {}

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import fcntl
 import json
 import os
 import shutil
@@ -43,20 +44,43 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 
 class UidPool:
-    """Host uids for sandboxes, one per live sandbox (lowest free first)."""
+    """Host uids for sandboxes, one per live sandbox on this host (lowest free first).
 
-    def __init__(self, first: int = 20000, count: int = 10000) -> None:
+    Uniqueness holds across Lamina servers on one host too: each uid in use is held with an
+    exclusive flock on `<lock_dir>/<uid>`, which the kernel releases if the server dies.
+    """
+
+    def __init__(self, first: int = 20000, count: int = 10000, lock_dir: Path = Path("/run/lamina/uids")) -> None:
         self._free = list(range(first + count - 1, first - 1, -1))
         self._lock = threading.Lock()
+        self._lock_dir = lock_dir
+        self._held: dict[int, int] = {}  # uid → fd holding its flock
+        lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def acquire(self) -> int:
         with self._lock:
-            if not self._free:
+            skipped = []
+            try:
+                while self._free:
+                    uid = self._free.pop()
+                    fd = os.open(self._lock_dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        os.close(fd)
+                        skipped.append(uid)  # another server's sandbox has it
+                        continue
+                    self._held[uid] = fd
+                    return uid
                 raise RuntimeError("no free sandbox uid left")
-            return self._free.pop()
+            finally:
+                self._free.extend(reversed(skipped))
 
     def release(self, uid: int) -> None:
         with self._lock:
+            fd = self._held.pop(uid, None)
+            if fd is not None:
+                os.close(fd)
             self._free.append(uid)
             self._free.sort(reverse=True)
 
@@ -161,6 +185,7 @@ class BwrapSandbox:
             fds["block"] = keep(block_r)
             out_r, out_w = os.pipe()
             keep(out_w)
+            keep(out_r)  # until start succeeds; then it is output_fd
             os.set_blocking(out_r, False)
             self._exit = None
             passed = [fds[k] for k in fds]
@@ -176,15 +201,15 @@ class BwrapSandbox:
             for fd in passed + [out_w]:
                 os.close(fd)
                 opened.remove(fd)
-            self.output_fd = out_r
             child = await asyncio.to_thread(_read_child_pid, info_r)
-            self._cgroup.attach(self._proc.pid)
-            if child is not None:
-                self._cgroup.attach(child)
-                listener = await asyncio.to_thread(_listen_in_netns, child, SERVICE_PORT)
-            else:
+            if child is None:
                 raise RuntimeError("bwrap exited before the sandbox started: " + _peek(out_r))
+            self._cgroup.attach(self._proc.pid)
+            self._cgroup.attach(child)
+            listener = await asyncio.to_thread(_listen_in_netns, child, SERVICE_PORT)
             os.write(block_w, b"1")
+            opened.remove(out_r)
+            self.output_fd = out_r
             return listener
         except BaseException:
             self.kill()
@@ -209,6 +234,7 @@ class BwrapSandbox:
     def kill(self) -> None:
         if self._cgroup is not None:
             self._cgroup.kill_all()
+            self._cgroup.thaw()  # a tree started later must not enter a frozen group
         if self._proc is not None and self._proc.returncode is None:
             try:
                 os.killpg(self._proc.pid, 9)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from lamina.sandbox.base import SandboxExit, SandboxSetup, SandboxSpec, SandboxStats
 
+_SETPRIV = shutil.which("setpriv")
+
 
 class ProcessSandbox:
     maps_paths = False
@@ -43,9 +45,13 @@ class ProcessSandbox:
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
         self._exit = None
+        argv = spec.argv
+        if _SETPRIV is not None:
+            # Die with the server even if it is SIGKILLed (bwrap's --die-with-parent, for plain processes).
+            argv = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
         try:
             self._proc = await asyncio.create_subprocess_exec(
-                *spec.argv,
+                *argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=write_fd,
                 stderr=write_fd,
@@ -78,7 +84,9 @@ class ProcessSandbox:
         return self._exit
 
     def _signal_group(self, sig: int) -> None:
-        if self._proc is None or self._proc.returncode is not None:
+        # The group outlives its leader: signal it even after the main process exited, so nothing
+        # the runtime left behind survives (a pgid is not reused while any member lives).
+        if self._proc is None:
             return
         try:
             os.killpg(self._proc.pid, sig)

@@ -1,0 +1,677 @@
+"""The Sandbox seam's two real implementations, driven directly (no server).
+
+BwrapSandbox (lamina/sandbox/linux.py) on this host: bubblewrap, a host uid of its own, v1
+cgroups with the unified mount, a loop-mounted ext4 /tmp, the seccomp filter, the Runtime API
+listener inside the sandbox's network namespace. ProcessSandbox (process.py) for the same
+contract. The program inside speaks a line protocol on the service connection:
+
+    child → {"hello": pid}      host → "report"   child → {observations}
+    host → "ping"  child → "pong"  (repeatable)     host → "bye"  child exits 0
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import errno
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from lamina.sandbox import cgroups, probe
+from lamina.sandbox.base import Limits, Mount, SandboxSetup, SandboxSpec
+from lamina.sandbox.cgroups import CgroupDriver, CgroupLimits, SandboxCgroup
+from lamina.sandbox.linux import INSIDE_GID, INSIDE_UID, SERVICE_PORT, BwrapHost, BwrapSandbox
+from lamina.sandbox.process import ProcessSandbox
+
+PYTHON = "/usr/bin/python3.11"
+ADDR_ENV = "AWS_LAMBDA_RUNTIME_API"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+MB = 1024 * 1024
+
+pytestmark = pytest.mark.anyio
+
+needs_sandbox = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("bwrap") is None or not Path(PYTHON).exists()
+    or not (CGROUP_ROOT / "memory" / "cgroup.procs").exists(),
+    reason="needs root, bubblewrap, /usr/bin/python3.11 and cgroup v1 (this project's machine kind)",
+)  # fmt: skip
+
+PROGRAM = r"""
+import errno, json, os, resource, socket, sys
+host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+conn = socket.create_connection((host, int(port)), timeout=60)
+f = conn.makefile("rwb")
+
+def send(obj):
+    f.write(json.dumps(obj).encode() + b"\n")
+    f.flush()
+
+send({"hello": os.getpid()})
+assert f.readline() == b"report\n"
+tmp = os.environ["TMPDIR"]
+obs = {"pid": os.getpid(), "uid": os.getuid(), "gid": os.getgid(), "cwd": os.getcwd(), "tmpdir": tmp,
+       "nofile": list(resource.getrlimit(resource.RLIMIT_NOFILE)), "hostname": socket.gethostname(),
+       "address": os.environ["AWS_LAMBDA_RUNTIME_API"], "tmp_before": sorted(os.listdir(tmp))}
+st = os.statvfs(tmp)
+obs["tmp_bytes"] = st.f_blocks * st.f_frsize
+obs["tmp_owner"] = os.stat(tmp).st_uid
+with open("/proc/self/mounts") as m:
+    obs["tmp_fstype"] = [line.split()[2] for line in m if line.split()[1] == tmp]
+with open(os.path.join(tmp, "marker"), "a") as m:
+    m.write(os.environ["RUN"] + "\n")
+with open(os.path.join(tmp, "marker")) as m:
+    obs["marker"] = m.read()
+try:
+    with open("written-by-the-function", "x"):
+        obs["code_write"] = 0
+except OSError as e:
+    obs["code_write"] = e.errno
+with open("handler.py") as h:
+    obs["handler"] = h.read()
+obs["visible"] = {p: os.path.exists(p) for p in sys.argv[1:]}
+with open("/proc/self/status") as s:
+    status = dict(line.split(":\t", 1) for line in s.read().splitlines() if ":\t" in line)
+obs["status"] = {k: status[k].strip() for k in ("Seccomp", "NoNewPrivs", "CapEff")}
+obs["interfaces"] = sorted(name for _, name in socket.if_nameindex())
+send(obs)
+for line in f:
+    if line == b"ping\n":
+        send("pong")
+    elif line == b"bye\n":
+        break
+"""
+
+ALLOCATE = r"""
+chunks = []
+while True:
+    chunks.append(b"\x01" * (16 * 1024 * 1024))  # touched pages: calloc'd zeroes would not count
+"""
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+class RecordingDriver:
+    """The real cgroup driver, remembering the groups it made (the test's window on the cgroup)."""
+
+    def __init__(self, inner: CgroupDriver) -> None:
+        self.inner = inner
+        self.version = inner.version
+        self.created: dict[str, SandboxCgroup] = {}
+
+    def create(self, name: str, limits: CgroupLimits) -> SandboxCgroup:
+        cg = self.inner.create(name, limits)
+        self.created[name] = cg
+        return cg
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def cleanup(self) -> None:
+        self.inner.cleanup()
+
+
+def v1_dirs(name: str) -> list[Path]:
+    """The directories V1Driver makes for sandbox `name` in this process (its documented layout)."""
+    own = cgroups.own_paths(Path("/proc/self/cgroup").read_text())
+    tag = f"lamina-{os.getpid()}"
+    dirs = [CGROUP_ROOT / c / own.get(c, "/").lstrip("/") / tag / name for c in ("memory", "cpu", "pids", "freezer")]
+    if (CGROUP_ROOT / "unified" / "cgroup.procs").exists():
+        dirs.append(CGROUP_ROOT / "unified" / own.get("", "/").lstrip("/") / tag / name)
+    return dirs
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return {k: v.strip() for k, _, v in (line.partition(":\t") for line in text.splitlines())}
+
+
+def mounted(path: Path) -> bool:
+    with open("/proc/self/mounts") as f:
+        return any(line.split()[1] == str(path) for line in f)
+
+
+def loop_backing_files() -> list[str]:
+    """The image files that loop devices are attached to right now."""
+    out = []
+    for f in Path("/sys/block").glob("loop*/loop/backing_file"):
+        try:
+            out.append(f.read_text().strip())
+        except OSError:
+            pass  # detached meanwhile
+    return out
+
+
+def open_fds() -> set[int]:
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+def peek_output(fd: int) -> str:
+    if fd < 0:
+        return "(output closed)"
+    try:
+        return os.read(fd, 65536).decode("utf-8", "replace")
+    except BlockingIOError:
+        return "(no output)"
+
+
+async def wait_until_empty(name: str, timeout: float = 10) -> None:
+    """Until the sandbox's cgroup has no task: `populated 0` in the unified group's cgroup.events
+    (which notifies pollers), else the v1 memory group's cgroup.procs."""
+    dirs = v1_dirs(name)
+    unified = [d for d in dirs if d.parts[len(CGROUP_ROOT.parts)] == "unified"]
+    memory = dirs[0]
+    with anyio.fail_after(timeout):
+        if unified:
+            fd = os.open(unified[0] / "cgroup.events", os.O_RDONLY)
+            try:
+                while "populated 1" in os.pread(fd, 4096, 0).decode():
+                    await asyncio.to_thread(_poll_pri, fd, 0.5)  # bounded: re-read at least every 0.5 s
+            finally:
+                os.close(fd)
+        else:
+            while (memory / "cgroup.procs").read_text().strip():
+                await anyio.sleep(0.005)
+
+
+def _poll_pri(fd: int, timeout: float) -> None:
+    poller = select.poll()
+    poller.register(fd, select.POLLPRI | select.POLLERR)
+    poller.poll(timeout * 1000)
+
+
+class Channel:
+    """The host's end of the service connection, as a line protocol."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.buf = b""
+
+    async def line(self, timeout: float = 30) -> str:
+        loop = asyncio.get_running_loop()
+        with anyio.fail_after(timeout):
+            while b"\n" not in self.buf:
+                chunk = await loop.sock_recv(self.sock, 65536)
+                if not chunk:
+                    raise EOFError("the sandboxed program closed the connection")
+                self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.decode()
+
+    async def json(self, timeout: float = 30) -> Any:
+        return json.loads(await self.line(timeout))
+
+    async def send(self, text: str) -> None:
+        await asyncio.get_running_loop().sock_sendall(self.sock, text.encode() + b"\n")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def accept(listener: socket.socket, output_fd: int, timeout: float = 30) -> Channel:
+    try:
+        with anyio.fail_after(timeout):
+            conn, _ = await asyncio.get_running_loop().sock_accept(listener)
+    except TimeoutError:
+        raise AssertionError(f"the sandboxed program never connected; its output: {peek_output(output_fd)}") from None
+    return Channel(conn)
+
+
+async def frozen_stays_silent(ch: Channel, quiet: float = 0.3) -> bool:
+    """Send a ping; True if no pong comes within `quiet` seconds (the tree is frozen)."""
+    await ch.send("ping")
+    with anyio.move_on_after(quiet):
+        await ch.line()
+        return False
+    return True
+
+
+@pytest.fixture
+def recording() -> Iterator[RecordingDriver]:
+    driver = RecordingDriver(cgroups.detect())
+    try:
+        yield driver
+    finally:
+        driver.cleanup()
+
+
+@pytest.fixture
+def code_dir(data_dir: Path) -> Path:
+    data_dir.mkdir(mode=0o711)
+    os.chmod(data_dir, 0o711)
+    code = data_dir / "code" / "fn"
+    code.mkdir(parents=True)
+    for p in (data_dir / "code", code):
+        os.chmod(p, 0o755)
+    (code / "handler.py").write_text("def handler(event, context):\n    return event\n")
+    os.chmod(code / "handler.py", 0o644)
+    return code
+
+
+def bwrap_spec(code: Path, run: int, argv_extra: list[str], program: str = PROGRAM) -> SandboxSpec:
+    return SandboxSpec(
+        argv=[PYTHON, "-I", "-S", "-c", program, *argv_extra],
+        env={"RUN": str(run), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        cwd="/var/task",
+        mounts=(Mount(host=code, inside="/var/task"),),
+        service_address_env=ADDR_ENV,
+    )
+
+
+@asynccontextmanager
+async def bwrap_sandbox(host: BwrapHost, data_dir: Path, sid: str, limits: Limits) -> AsyncIterator[BwrapSandbox]:
+    sb = BwrapSandbox(SandboxSetup(id=sid, work_dir=data_dir / "envs" / sid, limits=limits), host)
+    try:
+        with anyio.fail_after(30):
+            await sb.setup()
+        yield sb
+    finally:
+        with anyio.fail_after(30):
+            await sb.destroy()
+
+
+# --- BwrapSandbox -------------------------------------------------------------------------------
+
+
+@needs_sandbox
+async def test_bwrap_sandbox_lifecycle(recording: RecordingDriver, data_dir: Path, code_dir: Path) -> None:
+    host = BwrapHost.create(recording)
+    limits = Limits(memory_mb=256, tmp_mb=64)
+    sid = f"sbx-{os.getpid()}"
+    work_dir = data_dir / "envs" / sid
+    hidden = ["/root", str(data_dir), str(data_dir.parent), str(code_dir)]
+    listener: socket.socket | None = None
+    ch: Channel | None = None
+    async with bwrap_sandbox(host, data_dir, sid, limits) as sb:
+        try:
+            assert sb.maps_paths
+            host_uid = (work_dir / "tmp").stat().st_uid  # the ext4 root belongs to the sandbox's uid
+            assert host_uid >= 20000
+            assert mounted(work_dir / "tmp")
+            assert str(work_dir / "tmp.img") in loop_backing_files()
+            cgroup = recording.created[sid]
+            for d in v1_dirs(sid):
+                assert d.is_dir(), d
+
+            # --- first run: what the tree sees, then kill ----------------------------------
+            with anyio.fail_after(30):
+                listener = await sb.start(bwrap_spec(code_dir, 1, hidden))
+            assert listener.getsockname() == ("127.0.0.1", SERVICE_PORT)
+            ch = await accept(listener, sb.output_fd)
+            hello = await ch.json()
+            await ch.send("report")
+            obs = await ch.json()
+
+            assert obs["address"] == f"127.0.0.1:{SERVICE_PORT}"
+            assert (obs["uid"], obs["gid"]) == (INSIDE_UID, INSIDE_GID) == (993, 990)
+            assert obs["cwd"] == "/var/task"
+            assert obs["nofile"] == [1024, 1024]
+            assert obs["hostname"] == "sandbox"
+            assert obs["interfaces"] == ["lo"]
+            assert obs["status"] == {"Seccomp": "2", "NoNewPrivs": "1", "CapEff": "0000000000000000"}
+            # /tmp: private (empty at first, none of the host's), writable, ext4 of tmp_mb, ours.
+            assert obs["tmpdir"] == "/tmp"
+            assert obs["tmp_before"] == []
+            assert obs["marker"] == "1\n"
+            assert obs["tmp_fstype"] == ["ext4"]
+            assert 0.85 * 64 * MB <= obs["tmp_bytes"] <= 64 * MB
+            assert obs["tmp_owner"] == INSIDE_UID
+            assert (work_dir / "tmp" / "marker").read_text() == "1\n"
+            # /var/task: the code, read-only.
+            assert obs["handler"] == (code_dir / "handler.py").read_text()
+            assert obs["code_write"] == errno.EROFS
+            # Nothing else of the host.
+            assert obs["visible"] == {p: False for p in hidden}
+
+            # On the host: every task of the sandbox runs as its own uid, and is in its cgroup.
+            pids = cgroup.pids()
+            assert len(pids) >= 3  # bwrap, bwrap's init inside, python
+            statuses = {pid: proc_status(pid) for pid in pids}
+            for pid, st in statuses.items():
+                assert st["Uid"].split() == [str(host_uid)] * 4, (pid, st["Uid"])
+            python = [pid for pid, st in statuses.items() if st["NSpid"].split()[-1] == str(hello["hello"])]
+            assert len(python) == 1 and statuses[python[0]]["Name"].startswith("python3")
+            assert str(python[0]) != str(hello["hello"])  # its own pid namespace
+            for d in v1_dirs(sid):
+                assert python[0] in [int(p) for p in (d / "cgroup.procs").read_text().split()], d
+
+            # Freeze and thaw the whole tree.
+            sb.freeze()
+            assert await frozen_stays_silent(ch), "the sandbox answered while frozen"
+            sb.thaw()
+            assert await ch.line() == '"pong"'
+
+            # The CPU cap is applied and lifted on request (256 MB: 14,471 µs per 100 ms).
+            cpu = next(d for d in v1_dirs(sid) if d.parts[len(CGROUP_ROOT.parts)] == "cpu")
+            assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "-1"
+            sb.limit_cpu(True)
+            assert (cpu / "cpu.cfs_quota_us").read_text().strip() == str(CgroupLimits.for_memory(256).cpu_quota_us)
+            sb.limit_cpu(False)
+            assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "-1"
+
+            stats = sb.stats()
+            assert stats.max_memory_bytes > 0 and stats.oom_kills == 0
+
+            sb.kill()
+            with anyio.fail_after(10):
+                exit_ = await sb.wait_exit()
+            assert exit_.returncode is None and exit_.signal == signal.SIGKILL
+            assert exit_.describe() == "signal: killed"
+            # bwrap itself is reaped; the rest of the tree has its SIGKILL and leaves the group.
+            await wait_until_empty(sid)
+            assert cgroup.pids() == []
+            sb.kill()  # harmless again
+            ch.close()
+            listener.close()
+            sb.close_output()
+
+            # --- second run: a reset keeps /tmp; this time the program exits by itself ------
+            with anyio.fail_after(30):
+                listener = await sb.start(bwrap_spec(code_dir, 2, hidden))
+            ch = await accept(listener, sb.output_fd)
+            await ch.json()
+            await ch.send("report")
+            obs2 = await ch.json()
+            assert obs2["tmp_before"] == ["marker"]
+            assert obs2["marker"] == "1\n2\n"
+            await ch.send("bye")
+            with anyio.fail_after(10):
+                exit_ = await sb.wait_exit()
+            assert (exit_.returncode, exit_.signal) == (0, None)
+            assert exit_.describe() == "exit status 0"
+        finally:
+            if ch is not None:
+                ch.close()
+            if listener is not None:
+                listener.close()
+
+    # --- destroy released everything --------------------------------------------------------
+    assert sb.output_fd == -1
+    assert not mounted(work_dir / "tmp")
+    assert not any(f.startswith(str(work_dir)) for f in loop_backing_files())
+    assert not work_dir.exists()
+    for d in v1_dirs(sid):
+        assert not d.exists(), d
+    await sb.destroy()  # idempotent
+    # The uid is free again: the next sandbox of this host gets it.
+    async with bwrap_sandbox(host, data_dir, f"{sid}-again", limits) as again:
+        assert (data_dir / "envs" / f"{sid}-again" / "tmp").stat().st_uid == host_uid
+        assert again.stats().oom_kills == 0
+
+
+@needs_sandbox
+async def test_bwrap_uids_are_distinct_while_alive_and_reused_after_destroy(recording: RecordingDriver, data_dir: Path) -> None:
+    host = BwrapHost.create(recording)
+    limits = Limits(memory_mb=128, tmp_mb=16)
+
+    def uid(sid: str) -> int:
+        return (data_dir / "envs" / sid / "tmp").stat().st_uid
+
+    async with bwrap_sandbox(host, data_dir, "a", limits):
+        async with bwrap_sandbox(host, data_dir, "b", limits):
+            first, second = uid("a"), uid("b")
+            assert first != second and min(first, second) >= 20000
+        async with bwrap_sandbox(host, data_dir, "c", limits):
+            assert uid("c") == second  # b's, released by its destroy
+
+
+@needs_sandbox
+async def test_bwrap_kill_and_destroy_before_start_are_harmless(recording: RecordingDriver, data_dir: Path) -> None:
+    host = BwrapHost.create(recording)
+    async with bwrap_sandbox(host, data_dir, "idle", Limits(memory_mb=128, tmp_mb=16)) as sb:
+        sb.kill()
+        sb.freeze()
+        sb.thaw()
+        assert sb.stats().max_memory_bytes == 0
+    assert not (data_dir / "envs" / "idle").exists()
+    for d in v1_dirs("idle"):
+        assert not d.exists(), d
+
+
+@needs_sandbox
+async def test_bwrap_out_of_memory_is_counted(recording: RecordingDriver, data_dir: Path, code_dir: Path) -> None:
+    host = BwrapHost.create(recording)
+    async with bwrap_sandbox(host, data_dir, "oom", Limits(memory_mb=128, tmp_mb=16)) as sb:
+        listener = await sb.start(bwrap_spec(code_dir, 1, [], program=ALLOCATE))
+        try:
+            with anyio.fail_after(30):
+                exit_ = await sb.wait_exit()
+        finally:
+            listener.close()
+        assert exit_.signal == signal.SIGKILL, (exit_, peek_output(sb.output_fd))
+        stats = sb.stats()
+        assert stats.oom_kills >= 1
+        assert 100 * MB <= stats.max_memory_bytes <= 128 * MB
+
+
+@needs_sandbox
+async def test_bwrap_destroy_of_a_frozen_sandbox(recording: RecordingDriver, data_dir: Path, code_dir: Path) -> None:
+    """Idle environments sit frozen; destroying one must not hang on the frozen tree."""
+    host = BwrapHost.create(recording)
+    async with bwrap_sandbox(host, data_dir, "frozen", Limits(memory_mb=128, tmp_mb=16)) as sb:
+        listener = await sb.start(bwrap_spec(code_dir, 1, []))
+        ch: Channel | None = None
+        try:
+            ch = await accept(listener, sb.output_fd)
+            await ch.json()
+            pids = recording.created["frozen"].pids()
+            sb.freeze()
+            assert await frozen_stays_silent(ch)
+            with anyio.fail_after(10):
+                await sb.destroy()
+            assert (await sb.wait_exit()).signal == signal.SIGKILL
+            for pid in pids:  # dead: gone, or a zombie left to the host's init (bwrap's pid 1 is)
+                assert not Path(f"/proc/{pid}").exists() or proc_status(pid)["State"].startswith("Z"), pid
+        finally:
+            if ch is not None:
+                ch.close()
+            listener.close()
+    for d in v1_dirs("frozen"):
+        assert not d.exists(), d
+
+
+@needs_sandbox
+async def test_bwrap_failing_early_is_reported_with_its_message(recording: RecordingDriver, data_dir: Path) -> None:
+    data_dir.mkdir(mode=0o755)
+    os.chmod(data_dir, 0o755)
+    fake = data_dir / "bwrap"  # stands in for a bwrap that cannot create its namespaces
+    fake.write_text("#!/bin/sh\necho 'bwrap: Creating new namespace failed: No space left on device' >&2\nexit 1\n")
+    os.chmod(fake, 0o755)
+    host = dataclasses.replace(BwrapHost.create(recording), bwrap=str(fake))
+    async with bwrap_sandbox(host, data_dir, "early", Limits(memory_mb=128, tmp_mb=16)) as sb:
+        spec = SandboxSpec(argv=["/usr/bin/true"], env={}, cwd="/", service_address_env=ADDR_ENV)
+        with pytest.raises(RuntimeError, match="bwrap exited before the sandbox started.*No space left on device"):
+            with anyio.fail_after(30):
+                await sb.start(spec)
+
+
+@needs_sandbox
+async def test_bwrap_failed_spawn_leaks_no_fd(recording: RecordingDriver, data_dir: Path, code_dir: Path) -> None:
+    host = dataclasses.replace(BwrapHost.create(recording), setpriv=str(data_dir / "no-such-setpriv"))
+    async with bwrap_sandbox(host, data_dir, "spawn", Limits(memory_mb=128, tmp_mb=16)) as sb:
+        before = open_fds()
+        with pytest.raises(FileNotFoundError):
+            await sb.start(bwrap_spec(code_dir, 1, []))
+        leaked = {}
+        for fd in open_fds() - before:
+            try:
+                leaked[fd] = os.readlink(f"/proc/self/fd/{fd}")
+            except FileNotFoundError:
+                continue  # the fd listdir itself used
+            os.close(fd)  # keep the rest of the session clean
+        assert not leaked
+
+
+@needs_sandbox
+async def test_bwrap_uids_are_unique_across_servers(data_dir: Path) -> None:
+    one, two = RecordingDriver(cgroups.detect()), RecordingDriver(cgroups.detect())
+    try:
+        host_one, host_two = BwrapHost.create(one), BwrapHost.create(two)
+        limits = Limits(memory_mb=128, tmp_mb=16)
+        async with bwrap_sandbox(host_one, data_dir, "s1", limits), bwrap_sandbox(host_two, data_dir, "s2", limits):
+            uids = [(data_dir / "envs" / sid / "tmp").stat().st_uid for sid in ("s1", "s2")]
+            assert uids[0] != uids[1]
+    finally:
+        one.cleanup()
+
+
+# --- ProcessSandbox -----------------------------------------------------------------------------
+
+
+async def test_process_sandbox_contract(data_dir: Path, code_dir: Path) -> None:
+    work_dir = data_dir / "envs" / "proc"
+    sb = ProcessSandbox(SandboxSetup(id="proc", work_dir=work_dir, limits=Limits(memory_mb=128)))
+    listener: socket.socket | None = None
+    ch: Channel | None = None
+    spec = SandboxSpec(
+        argv=[sys.executable, "-I", "-S", "-c", PROGRAM, "/root"],
+        env={"RUN": "1", "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        cwd=str(code_dir),
+        service_address_env=ADDR_ENV,
+    )
+    try:
+        await sb.setup()
+        assert not sb.maps_paths
+        with anyio.fail_after(30):
+            listener = await sb.start(spec)
+        ch = await accept(listener, sb.output_fd)
+        pid = (await ch.json())["hello"]
+        await ch.send("report")
+        obs = await ch.json()
+        assert obs["address"] == "127.0.0.1:%d" % listener.getsockname()[1]
+        assert obs["tmpdir"] == str(sb.tmp_dir) and sb.tmp_dir.is_relative_to(work_dir)
+        assert (sb.tmp_dir / "marker").read_text() == "1\n"
+        assert obs["cwd"] == str(code_dir)
+        assert obs["nofile"] == [1024, 1024]
+        assert obs["uid"] == os.getuid()  # no isolation: the server's own uid and view
+        assert obs["visible"] == {"/root": True}
+
+        sb.freeze()
+        assert await frozen_stays_silent(ch), "the process answered while stopped"
+        assert proc_status(pid)["State"].startswith("T")  # SIGSTOP is delivered by now
+        sb.thaw()
+        assert await ch.line() == '"pong"'
+        assert not proc_status(pid)["State"].startswith("T")
+        assert sb.stats().max_memory_bytes > 0
+
+        sb.freeze()  # killing a stopped tree works too
+        sb.kill()
+        with anyio.fail_after(10):
+            exit_ = await sb.wait_exit()
+        assert (exit_.returncode, exit_.signal) == (None, signal.SIGKILL)
+        sb.kill()  # harmless after exit
+        ch.close()
+        listener.close()
+        sb.close_output()
+
+        # A second start after kill works, and keeps the tmp dir.
+        with anyio.fail_after(30):
+            listener = await sb.start(dataclasses.replace(spec, env={**spec.env, "RUN": "2"}))
+        ch = await accept(listener, sb.output_fd)
+        await ch.json()
+        await ch.send("report")
+        assert (await ch.json())["marker"] == "1\n2\n"
+        await ch.send("bye")
+        with anyio.fail_after(10):
+            assert (await sb.wait_exit()).returncode == 0
+    finally:
+        if ch is not None:
+            ch.close()
+        if listener is not None:
+            listener.close()
+        with anyio.fail_after(30):
+            await sb.destroy()
+    assert sb.output_fd == -1
+    assert not work_dir.exists()
+    await sb.destroy()  # idempotent
+
+
+# --- probe --------------------------------------------------------------------------------------
+
+
+@needs_sandbox
+def test_probe_reports_this_host_ready() -> None:
+    report = probe.inspect_host()
+    assert report.sandbox_ok, report.reason
+    assert report.reason == "every requirement is met"
+    names = {c.name for c in report.checks}
+    assert {"namespaces", "bubblewrap", "cgroups", "seccomp"} <= names
+    # The probe's own cgroup is gone again.
+    own = cgroups.own_paths(Path("/proc/self/cgroup").read_text())
+    assert not (CGROUP_ROOT / "memory" / own.get("memory", "/").lstrip("/") / f"lamina-{os.getpid()}").exists()
+
+
+def test_unreachable_ancestor(tmp_path: Path, data_dir: Path) -> None:
+    if Path("/root").stat().st_mode & 0o001:
+        pytest.skip("/root is world-searchable on this host")
+    assert probe.unreachable_ancestor(Path("/root/x")) == Path("/root")
+    data_dir.mkdir()
+    assert probe.unreachable_ancestor(data_dir / "envs") is None  # data_directory() is reachable
+    private = tmp_path / "private"
+    (private / "inner").mkdir(parents=True)
+    os.chmod(private, 0o700)
+    os.chmod(tmp_path, 0o711)
+    try:
+        blocked = probe.unreachable_ancestor(private / "inner")
+        # The first blocked directory on the way, which may be above tmp_path on some hosts.
+        assert blocked is not None and (private / "inner").is_relative_to(blocked)
+        os.chmod(private, 0o711)
+        ancestors = [tmp_path, *tmp_path.parents]
+        if all(p.stat().st_mode & 0o001 for p in ancestors):
+            assert probe.unreachable_ancestor(private / "inner") is None
+    finally:
+        os.chmod(private, 0o755)
+
+
+FORKER = r"""
+import os, sys, time
+pid = os.fork()
+if pid == 0:
+    time.sleep(60)
+    os._exit(0)
+print(pid, flush=True)
+"""
+
+
+async def test_process_sandbox_kill_after_exit_ends_descendants(data_dir: Path) -> None:
+    sb = ProcessSandbox(SandboxSetup(id="forker", work_dir=data_dir / "envs" / "forker", limits=Limits(memory_mb=128)))
+    orphan = 0
+    listener: socket.socket | None = None
+    try:
+        await sb.setup()
+        spec = SandboxSpec(argv=[sys.executable, "-I", "-S", "-c", FORKER], env={}, cwd="/",
+                           service_address_env=ADDR_ENV)  # fmt: skip
+        listener = await sb.start(spec)
+        with anyio.fail_after(30):
+            assert (await sb.wait_exit()).returncode == 0
+            await anyio.wait_readable(sb.output_fd)
+        orphan = int(os.read(sb.output_fd, 100).split()[0])
+        assert Path(f"/proc/{orphan}").exists()
+        sb.kill()
+        await sb.destroy()
+        # The orphan was re-parented to init (or a subreaper), which reaps it once it is killed.
+        with anyio.fail_after(5):
+            while Path(f"/proc/{orphan}").exists() and not proc_status(orphan)["State"].startswith("Z"):
+                await anyio.sleep(0.01)  # nothing to await: the orphan is not our child
+    finally:
+        if listener is not None:
+            listener.close()
+        await sb.destroy()
+        if orphan:
+            try:
+                os.kill(orphan, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
