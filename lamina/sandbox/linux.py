@@ -123,6 +123,7 @@ class BwrapSandbox:
     async def setup(self) -> None:
         setup = self._setup
         setup.work_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(setup.work_dir, 0o711)  # its uid passes through to /tmp; nobody lists it
         if self._host.uids is not None:
             self._uid = self._host.uids.acquire()
         limits = CgroupLimits.for_memory(setup.limits.memory_mb, setup.limits.pids)

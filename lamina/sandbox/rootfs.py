@@ -31,7 +31,8 @@ def make_tmp(work_dir: Path, size_mb: int, uid: int | None, gid: int | None) -> 
     mount_point.mkdir(parents=True, exist_ok=True)
     if loop_tmp_supported():
         image = work_dir / "tmp.img"
-        with open(image, "wb") as f:
+        fd = os.open(image, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # only root mounts it
+        with os.fdopen(fd, "wb") as f:
             f.truncate(size_mb * 1024 * 1024)
         owner = f"{uid if uid is not None else 0}:{gid if gid is not None else 0}"
         subprocess.run(
