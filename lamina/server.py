@@ -92,7 +92,7 @@ def choose_isolation(settings: Settings, data: Path) -> Isolation:
             raise SystemExit(f"lamina: --isolation sandbox cannot work on this host: {report.reason} (see `lamina doctor`)")
         return Isolation(mode="process", reason=f"sandboxing unavailable ({report.reason})",
                          sandboxes=ProcessSandbox, cleanup=lambda: None)  # fmt: skip
-    host = BwrapHost.create(cgroups.detect())
+    host = BwrapHost.create(cgroups.detect(), data / "sandbox")
     return Isolation(
         mode="sandbox",
         reason="asked for" if settings.isolation == "sandbox" else "the host supports it",
@@ -115,12 +115,12 @@ def diagnose(settings: Settings) -> tuple[probe.HostReport, str]:
 def _prepare_data_dir(data: Path, sandboxed: bool) -> None:
     """Sandbox uids must reach code and /tmp directories (only by exact path: 0711), and nothing else."""
     data.mkdir(parents=True, exist_ok=True)
-    for sub in ("code", "code/unpacked", "envs"):
+    for sub in ("code", "code/unpacked", "envs", "sandbox"):
         (data / sub).mkdir(parents=True, exist_ok=True)
     for sub in ("code/zips", "logs"):
         (data / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(data / sub, 0o700)
-    for path in (data, data / "code", data / "code/unpacked", data / "envs"):
+    for path in (data, data / "code", data / "code/unpacked", data / "envs", data / "sandbox"):
         os.chmod(path, 0o711 if sandboxed else 0o700)
 
 

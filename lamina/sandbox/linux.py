@@ -92,16 +92,19 @@ class BwrapHost:
     bwrap: str
     cgroups: CgroupDriver
     uids: UidPool | None  # None when not root: sandboxes run as the server's own uid
+    etc: list[str] = field(default_factory=list)  # bwrap arguments building /etc (rootfs.etc_binds)
     prlimit: str | None = field(default_factory=lambda: shutil.which("prlimit"))
     setpriv: str = field(default_factory=lambda: shutil.which("setpriv") or "/usr/bin/setpriv")
 
     @classmethod
-    def create(cls, cgroups: CgroupDriver) -> BwrapHost:
+    def create(cls, cgroups: CgroupDriver, state_dir: Path) -> BwrapHost:
+        """`state_dir`: a directory sandbox uids can reach, for the files every sandbox shares."""
         bwrap = shutil.which("bwrap")
         if bwrap is None:
             raise RuntimeError("bubblewrap (bwrap) is not installed")
         seccomp.deny_list_bpf()  # compile once, now, so a broken libseccomp fails at start
-        return cls(bwrap=bwrap, cgroups=cgroups, uids=UidPool() if os.geteuid() == 0 else None)
+        etc = rootfs.etc_binds(rootfs.write_generated_etc(state_dir / "etc"))
+        return cls(bwrap=bwrap, cgroups=cgroups, uids=UidPool() if os.geteuid() == 0 else None, etc=etc)
 
 
 class BwrapSandbox:
@@ -134,13 +137,15 @@ class BwrapSandbox:
             rootfs.make_tmp, setup.work_dir, setup.limits.tmp_mb, self._uid, gid
         )
 
-    def _argv(self, spec: SandboxSpec, fds: dict[str, int]) -> list[str]:
-        a: list[str] = []
+    def _argv(self, spec: SandboxSpec, fds: dict[str, int]) -> tuple[list[str], list[str], list[str]]:
+        """(launcher argv ending in bwrap, bwrap's options, the command after `--`)."""
+        launcher: list[str] = []
         if self._uid is not None:
             # Drop to the sandbox's own uid, then exec bwrap in place (uvloop's subprocess API has
             # no user=/group=, and preexec_fn is unsafe in a threaded server).
-            a += [self._host.setpriv, f"--reuid={self._uid}", f"--regid={self._uid}", "--clear-groups", "--"]
-        a += [self._host.bwrap, "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+            launcher += [self._host.setpriv, f"--reuid={self._uid}", f"--regid={self._uid}", "--clear-groups", "--"]
+        launcher.append(self._host.bwrap)
+        a = ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
              "--unshare-net", "--unshare-cgroup-try", "--disable-userns", "--die-with-parent",
              "--new-session", "--cap-drop", "ALL", "--uid", str(INSIDE_UID), "--gid", str(INSIDE_GID),
              "--hostname", "sandbox"]  # fmt: skip
@@ -151,17 +156,19 @@ class BwrapSandbox:
                 a += ["--symlink", os.readlink(link), link]
             elif os.path.isdir(link):
                 a += ["--ro-bind", link, link]
+        a += self._host.etc
         a += ["--proc", "/proc", "--dev", "/dev", "--dir", "/var"]
         for m in spec.mounts:
             a += ["--bind-fd" if m.writable else "--ro-bind-fd", str(fds[m.inside]), m.inside]
         a += ["--bind-fd", str(fds["/tmp"]), "/tmp"]
         a += ["--chdir", spec.cwd, "--seccomp", str(fds["seccomp"]), "--info-fd", str(fds["info"]),
-              "--block-fd", str(fds["block"]), "--"]  # fmt: skip
+              "--block-fd", str(fds["block"])]  # fmt: skip
+        command = ["--"]
         if self._host.prlimit is not None:
             # Lowering one's own limit needs no capability (prlimit on another uid's process would).
             n = self._setup.limits.nofile
-            a += [self._host.prlimit, f"--nofile={n}:{n}", "--"]
-        return a + spec.argv
+            command += [self._host.prlimit, f"--nofile={n}:{n}", "--"]
+        return launcher, a, command + spec.argv
 
     async def start(self, spec: SandboxSpec) -> socket.socket:
         assert self._cgroup is not None and self._tmp is not None, "setup() first"
@@ -189,9 +196,19 @@ class BwrapSandbox:
             keep(out_r)  # until start succeeds; then it is output_fd
             os.set_blocking(out_r, False)
             self._exit = None
+            # bwrap reads its options from a pipe (--args), so the sandbox's pid 1 shows no host
+            # paths in /proc/1/cmdline; only the launcher words and the command stay in argv.
+            launcher, options, command = self._argv(spec, fds)
+            args_r, args_w = os.pipe()
+            keep(args_r)
+            keep(args_w)
+            os.write(args_w, b"".join(o.encode() + b"\0" for o in options))
+            os.close(args_w)
+            opened.remove(args_w)
+            fds["args"] = args_r
             passed = [fds[k] for k in fds]
             self._proc = await asyncio.create_subprocess_exec(
-                *self._argv(spec, fds),
+                *launcher, "--args", str(args_r), *command,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=out_w,
                 stderr=out_w,

@@ -17,8 +17,52 @@ from pathlib import Path
 
 # Host paths every sandbox sees read-only (the OS the runtimes run on); Debian's merged /usr
 # makes /bin, /lib, /lib64 and /sbin symlinks into it, which sandboxes get as symlinks too.
-SYSTEM_DIRS = ("/usr", "/etc")
+SYSTEM_DIRS = ("/usr",)
 SYSTEM_LINKS = ("/bin", "/lib", "/lib64", "/sbin")
+
+# What of the host's /etc a runtime needs (the dynamic linker, TLS roots, time zones, name
+# service and MIME tables, Debian's alternatives and Python configuration); nothing else of it
+# (no host accounts, services' configuration, machine-id, ...) is visible in a sandbox.
+ETC_FROM_HOST = (
+    "alternatives", "ca-certificates", "ca-certificates.conf", "crypto-policies", "debian_version",
+    "gai.conf", "host.conf", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "mime.types",
+    "nsswitch.conf", "os-release", "pki", "protocols", "python3", "python3.11", "python3.12",
+    "python3.13", "services", "ssl", "timezone",
+)  # fmt: skip
+
+# Files Lamina writes for every sandbox: its own accounts (Lambda's sbx_user1051), hosts and an
+# empty resolver configuration (sandboxes have no network but their Runtime API).
+GENERATED_ETC = {
+    "passwd": "root:x:0:0:root:/root:/sbin/nologin\nsbx_user1051:x:993:990::/tmp:/sbin/nologin\n"
+              "nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n",
+    "group": "root:x:0:\nsbx_user1051:x:990:\nnogroup:x:65534:\n",
+    "hosts": "127.0.0.1\tlocalhost sandbox sandbox.localdomain\n::1\tlocalhost ip6-localhost\n",
+    "hostname": "sandbox\n",
+    "resolv.conf": "",
+}  # fmt: skip
+
+
+def write_generated_etc(directory: Path) -> Path:
+    """Write GENERATED_ETC into `directory` (world-readable: sandboxes bind these files)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o755)
+    for name, text in GENERATED_ETC.items():
+        path = directory / name
+        path.write_text(text)
+        os.chmod(path, 0o644)
+    return directory
+
+
+def etc_binds(generated: Path) -> list[str]:
+    """bwrap arguments that build the sandbox's /etc."""
+    args = ["--dir", "/etc"]
+    for name in ETC_FROM_HOST:
+        host = Path("/etc") / name
+        if host.exists():
+            args += ["--ro-bind", str(host), f"/etc/{name}"]
+    for name in GENERATED_ETC:
+        args += ["--ro-bind", str(generated / name), f"/etc/{name}"]
+    return args
 
 
 def loop_tmp_supported() -> bool:

@@ -872,3 +872,25 @@ def test_a_sandbox_uid_cannot_read_lamina_state(server: RunningServer, lambda_cl
     assert listing.returncode != 0 and "Permission denied" in listing.stderr
     own = _as_uid(uid, ["cat", str(data / "code" / "unpacked" / _code_sha_hex(created) / "app.py")])
     assert code_secret in own.stdout  # control: the path itself works, so the denials above are real
+
+
+ETC_READER = """
+import os
+def handler(event, context):
+    return {"entries": sorted(os.listdir("/etc")), "passwd": open("/etc/passwd").read(),
+            "certs": os.path.isdir("/etc/ssl/certs") and len(os.listdir("/etc/ssl/certs")) > 0,
+            "hostname": open("/etc/hostname").read().strip()}
+"""
+
+
+def test_etc_holds_only_what_a_runtime_needs(lambda_client: Any, names: Any) -> None:
+    reader = names("etc")
+    deploy(lambda_client, reader, {"app.py": ETC_READER})
+    seen = _ok(lambda_client, reader)
+    assert "sbx_user1051:x:993:990" in seen["passwd"]
+    host_users = {line.split(":")[0] for line in Path("/etc/passwd").read_text().splitlines()} - {"root", "nobody"}
+    assert not any(f"\n{user}:" in "\n" + seen["passwd"] for user in host_users)
+    for private in ("shadow", "gshadow", "machine-id", "ssh", "sudoers", "environment", "crontab"):
+        assert private not in seen["entries"], seen["entries"]
+    assert seen["certs"]  # TLS roots for outbound clients
+    assert seen["hostname"] == "sandbox"

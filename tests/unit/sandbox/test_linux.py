@@ -288,7 +288,7 @@ async def bwrap_sandbox(host: BwrapHost, data_dir: Path, sid: str, limits: Limit
 
 @needs_sandbox
 async def test_bwrap_sandbox_lifecycle(recording: RecordingDriver, data_dir: Path, code_dir: Path) -> None:
-    host = BwrapHost.create(recording)
+    host = BwrapHost.create(recording, data_dir / "sandbox")
     limits = Limits(memory_mb=256, tmp_mb=64)
     sid = f"sbx-{os.getpid()}"
     work_dir = data_dir / "envs" / sid
@@ -414,7 +414,7 @@ async def test_bwrap_sandbox_lifecycle(recording: RecordingDriver, data_dir: Pat
 
 @needs_sandbox
 async def test_bwrap_uids_are_distinct_while_alive_and_reused_after_destroy(recording: RecordingDriver, data_dir: Path) -> None:
-    host = BwrapHost.create(recording)
+    host = BwrapHost.create(recording, data_dir / "sandbox")
     limits = Limits(memory_mb=128, tmp_mb=16)
 
     def uid(sid: str) -> int:
@@ -430,7 +430,7 @@ async def test_bwrap_uids_are_distinct_while_alive_and_reused_after_destroy(reco
 
 @needs_sandbox
 async def test_bwrap_kill_and_destroy_before_start_are_harmless(recording: RecordingDriver, data_dir: Path) -> None:
-    host = BwrapHost.create(recording)
+    host = BwrapHost.create(recording, data_dir / "sandbox")
     async with bwrap_sandbox(host, data_dir, "idle", Limits(memory_mb=128, tmp_mb=16)) as sb:
         sb.kill()
         sb.freeze()
@@ -443,7 +443,7 @@ async def test_bwrap_kill_and_destroy_before_start_are_harmless(recording: Recor
 
 @needs_sandbox
 async def test_bwrap_out_of_memory_is_counted(recording: RecordingDriver, data_dir: Path, code_dir: Path) -> None:
-    host = BwrapHost.create(recording)
+    host = BwrapHost.create(recording, data_dir / "sandbox")
     async with bwrap_sandbox(host, data_dir, "oom", Limits(memory_mb=128, tmp_mb=16)) as sb:
         listener = await sb.start(bwrap_spec(code_dir, 1, [], program=ALLOCATE))
         try:
@@ -460,7 +460,7 @@ async def test_bwrap_out_of_memory_is_counted(recording: RecordingDriver, data_d
 @needs_sandbox
 async def test_bwrap_destroy_of_a_frozen_sandbox(recording: RecordingDriver, data_dir: Path, code_dir: Path) -> None:
     """Idle environments sit frozen; destroying one must not hang on the frozen tree."""
-    host = BwrapHost.create(recording)
+    host = BwrapHost.create(recording, data_dir / "sandbox")
     async with bwrap_sandbox(host, data_dir, "frozen", Limits(memory_mb=128, tmp_mb=16)) as sb:
         listener = await sb.start(bwrap_spec(code_dir, 1, []))
         ch: Channel | None = None
@@ -490,7 +490,7 @@ async def test_bwrap_failing_early_is_reported_with_its_message(recording: Recor
     fake = data_dir / "bwrap"  # stands in for a bwrap that cannot create its namespaces
     fake.write_text("#!/bin/sh\necho 'bwrap: Creating new namespace failed: No space left on device' >&2\nexit 1\n")
     os.chmod(fake, 0o755)
-    host = dataclasses.replace(BwrapHost.create(recording), bwrap=str(fake))
+    host = dataclasses.replace(BwrapHost.create(recording, data_dir / "sandbox"), bwrap=str(fake))
     async with bwrap_sandbox(host, data_dir, "early", Limits(memory_mb=128, tmp_mb=16)) as sb:
         spec = SandboxSpec(argv=["/usr/bin/true"], env={}, cwd="/", service_address_env=ADDR_ENV)
         with pytest.raises(RuntimeError, match="bwrap exited before the sandbox started.*No space left on device"):
@@ -500,7 +500,7 @@ async def test_bwrap_failing_early_is_reported_with_its_message(recording: Recor
 
 @needs_sandbox
 async def test_bwrap_failed_spawn_leaks_no_fd(recording: RecordingDriver, data_dir: Path, code_dir: Path) -> None:
-    host = dataclasses.replace(BwrapHost.create(recording), setpriv=str(data_dir / "no-such-setpriv"))
+    host = dataclasses.replace(BwrapHost.create(recording, data_dir / "sandbox"), setpriv=str(data_dir / "no-such-setpriv"))
     async with bwrap_sandbox(host, data_dir, "spawn", Limits(memory_mb=128, tmp_mb=16)) as sb:
         before = open_fds()
         with pytest.raises(FileNotFoundError):
@@ -519,7 +519,7 @@ async def test_bwrap_failed_spawn_leaks_no_fd(recording: RecordingDriver, data_d
 async def test_bwrap_uids_are_unique_across_servers(data_dir: Path) -> None:
     one, two = RecordingDriver(cgroups.detect()), RecordingDriver(cgroups.detect())
     try:
-        host_one, host_two = BwrapHost.create(one), BwrapHost.create(two)
+        host_one, host_two = BwrapHost.create(one, data_dir / "sandbox"), BwrapHost.create(two, data_dir / "sandbox")
         limits = Limits(memory_mb=128, tmp_mb=16)
         async with bwrap_sandbox(host_one, data_dir, "s1", limits), bwrap_sandbox(host_two, data_dir, "s2", limits):
             uids = [(data_dir / "envs" / sid / "tmp").stat().st_uid for sid in ("s1", "s2")]
