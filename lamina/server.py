@@ -38,6 +38,7 @@ from lamina.runtimes.catalog import RuntimeCatalog
 from lamina.sandbox import cgroups, probe, rootfs
 from lamina.sandbox.base import Sandbox, SandboxSetup
 from lamina.sandbox.linux import BwrapHost, BwrapSandbox
+from lamina.sandbox.network import NetworkError, OutboundNetwork
 from lamina.sandbox.process import ProcessSandbox
 from lamina.store.code import CodeStore
 from lamina.store.db import Database
@@ -93,11 +94,16 @@ def choose_isolation(settings: Settings, data: Path) -> Isolation:
         return Isolation(mode="process", reason=f"sandboxing unavailable ({report.reason})",
                          sandboxes=ProcessSandbox, cleanup=lambda: None)  # fmt: skip
     host = BwrapHost.create(cgroups.detect(), data / "sandbox")
+    if settings.network == "outbound":
+        try:
+            OutboundNetwork.check()
+        except NetworkError as exc:
+            raise SystemExit(f"lamina: --network outbound cannot work on this host: {exc}") from exc
     return Isolation(
         mode="sandbox",
         reason="asked for" if settings.isolation == "sandbox" else "the host supports it",
         sandboxes=lambda setup: BwrapSandbox(setup, host),
-        cleanup=host.cgroups.cleanup,
+        cleanup=host.close,
     )
 
 

@@ -13,6 +13,8 @@ command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)   # the sandbox launc
 ldconfig -p 2>/dev/null | grep -q libseccomp.so.2 || need_apt+=(libseccomp2)  # seccomp filters
 command -v mkfs.ext4 >/dev/null 2>&1 || need_apt+=(e2fsprogs)   # sandboxes' /tmp images
 command -v prlimit >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v nft >/dev/null 2>&1 || need_apt+=(nftables)       # outbound network for sandboxes
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v "$PYTHON" >/dev/null 2>&1 || need_apt+=(python3.11 python3.11-venv)
 if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then need_apt+=(python3.11-venv); fi
 if [ ${#need_apt[@]} -gt 0 ]; then

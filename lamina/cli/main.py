@@ -89,7 +89,12 @@ def up(
     ] = None,
     network: Annotated[
         str | None,
-        typer.Option("--network", help="Sandboxed functions' network: none (only their Runtime API). \\[default: none]"),
+        typer.Option(
+            "--network",
+            help="Sandboxed functions' default network: none (only their Runtime API) or outbound "
+            "(egress through the host; never to the host itself or other functions). A function's "
+            "tag lamina:network overrides it. \\[default: none]",
+        ),
     ] = None,
 ) -> None:
     """Run the Lamina server in the foreground (Ctrl-C stops it).
@@ -100,8 +105,8 @@ def up(
 
     if isolation is not None and isolation not in ("auto", "sandbox", "process"):
         raise CliError(f"--isolation must be auto, sandbox or process, not {isolation!r}")
-    if network is not None and network != "none":
-        raise CliError(f"--network must be none (outbound networking is not available yet), not {network!r}")
+    if network is not None and network not in ("none", "outbound"):
+        raise CliError(f"--network must be none or outbound, not {network!r}")
     settings = _settings(
         host=host,
         port=port,

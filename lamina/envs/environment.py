@@ -96,9 +96,11 @@ class ExecutionEnvironment:
         runtime: RuntimeInfo,
         code_dir: Path,
         ctx: EnvironmentContext,
+        network: NetworkMode | None = None,
         on_dead: Callable[[ExecutionEnvironment], None] | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
+        self.network: NetworkMode = network or ctx.network
         self.config = config
         self.state = EnvState.STARTING
         self.stream = time.strftime("%Y/%m/%d/", time.gmtime()) + f"[{config.version}]{self.id}"
@@ -113,7 +115,7 @@ class ExecutionEnvironment:
                 id=self.id,
                 work_dir=ctx.work_root / self.id,
                 limits=Limits(memory_mb=config.memory_size, tmp_mb=config.ephemeral_storage),
-                network=ctx.network,
+                network=self.network,
             )
         )
         self._running = False  # a runtime process tree exists in the sandbox

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from lamina.envs.environment import EnvironmentContext, EnvironmentStatistics, EnvState, ExecutionEnvironment
 from lamina.model.function import FunctionConfig
 from lamina.runtimes.catalog import RuntimeCatalog
+from lamina.sandbox.base import NetworkMode
 from lamina.store.code import CodeStore
 
 
@@ -50,14 +51,16 @@ class EnvironmentManager:
         self._closed = False
 
     @asynccontextmanager
-    async def acquire(self, config: FunctionConfig) -> AsyncIterator[ExecutionEnvironment]:
+    async def acquire(self, config: FunctionConfig, *, network: str | None = None) -> AsyncIterator[ExecutionEnvironment]:
+        """An environment for `config`; `network` is the function's own setting (else the server's)."""
         if self._closed:
             raise RuntimeError("environment manager is closed")
+        mode = _network_mode(network, self._ctx.network)
         pool = self._pools.setdefault((config.name, config.version), _Pool())
-        env = await self._take_idle(pool, config)
+        env = await self._take_idle(pool, config, mode)
         if env is None:
             self._cold += 1
-            env = await self._create(config)
+            env = await self._create(config, mode)
         else:
             self._warm += 1
         pool.busy.add(env)
@@ -65,15 +68,17 @@ class EnvironmentManager:
             yield env
         finally:
             pool.busy.discard(env)
-            if env in pool.retiring or self._closed or not env.config.runs_like(config):
+            if env in pool.retiring or self._closed or not env.config.runs_like(config) or env.network != mode:
                 pool.retiring.discard(env)
                 await env.stop()
             elif env.state is EnvState.IDLE:
                 pool.idle.append(env)
 
-    async def _take_idle(self, pool: _Pool, config: FunctionConfig) -> ExecutionEnvironment | None:
+    async def _take_idle(self, pool: _Pool, config: FunctionConfig, network: NetworkMode) -> ExecutionEnvironment | None:
         # Prefer the most recently used warm environment; one needing a reset is still reusable.
-        stale = [e for e in pool.idle if not e.config.runs_like(config) or e.state is not EnvState.IDLE]
+        stale = [
+            e for e in pool.idle if not e.config.runs_like(config) or e.state is not EnvState.IDLE or e.network != network
+        ]
         for e in stale:
             pool.idle.remove(e)
             await e.stop()
@@ -82,12 +87,12 @@ class EnvironmentManager:
                 return pool.idle.pop(i)
         return pool.idle.pop() if pool.idle else None
 
-    async def _create(self, config: FunctionConfig) -> ExecutionEnvironment:
+    async def _create(self, config: FunctionConfig, network: NetworkMode) -> ExecutionEnvironment:
         runtime = self._catalog.get(config.runtime)
         if runtime is None:
             raise RuntimeError(f"runtime {config.runtime} is not available on this host")
         code_dir = await self._code.unpack(config.code)
-        env = ExecutionEnvironment(config=config, runtime=runtime, code_dir=code_dir, ctx=self._ctx)
+        env = ExecutionEnvironment(config=config, runtime=runtime, code_dir=code_dir, ctx=self._ctx, network=network)
         try:
             await env.start()
         except BaseException:
@@ -144,3 +149,11 @@ class EnvironmentManager:
             warm_starts=self._warm,
             details=details,
         )
+
+
+def _network_mode(own: str | None, default: NetworkMode) -> NetworkMode:
+    if own == "outbound":
+        return "outbound"
+    if own == "none":
+        return "none"
+    return default

@@ -443,16 +443,24 @@ class FunctionService:
         validate.tags(tags)
         rec = self._tag_target(arn)
         async with self._lock(rec.name):
-            new = {**rec.tags, **tags}
-            await self._repo.set_tags(rec.name, new)
-            rec.tags = new
+            await self._set_tags(rec, {**rec.tags, **tags})
 
     async def untag(self, arn: str, keys: list[str]) -> None:
         rec = self._tag_target(arn)
         async with self._lock(rec.name):
-            new = {k: v for k, v in rec.tags.items() if k not in keys}
-            await self._repo.set_tags(rec.name, new)
-            rec.tags = new
+            await self._set_tags(rec, {k: v for k, v in rec.tags.items() if k not in keys})
+
+    async def _set_tags(self, rec: FunctionRecord, new: dict[str, str]) -> None:
+        changed_network = new.get(validate.NETWORK_TAG) != rec.tags.get(validate.NETWORK_TAG)
+        await self._repo.set_tags(rec.name, new)
+        rec.tags = new
+        if changed_network:
+            await self._retirer.retire(rec.name)  # its environments were built with the old network
+
+    def network_of(self, name: str) -> str | None:
+        """The function's own network setting (the `lamina:network` tag), if it has one."""
+        rec = self._functions.get(name)
+        return rec.tags.get(validate.NETWORK_TAG) if rec is not None else None
 
 
 def _check_revision(given: str | None, current: str) -> None:

@@ -116,7 +116,16 @@ def environment(variables: dict[str, str]) -> None:
         )
 
 
+NETWORK_TAG = "lamina:network"
+NETWORK_MODES = ("none", "outbound")
+
+
 def tags(values: dict[str, str]) -> None:
+    if NETWORK_TAG in values and values[NETWORK_TAG] not in NETWORK_MODES:
+        raise InvalidParameterValueException(
+            f"The tag {NETWORK_TAG} sets the function's network in Lamina's sandboxes: "
+            f"use one of {', '.join(NETWORK_MODES)}, not {values[NETWORK_TAG]!r}."
+        )
     for key, value in values.items():
         if not _TAG_KEY.match(key) or key.lower().startswith("aws:"):
             raise InvalidParameterValueException(f"Invalid tag key: {key}")

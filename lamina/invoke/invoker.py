@@ -54,7 +54,7 @@ class Invoker:
             tail_log=req.tail_log,
         )
         with self._limiter.lease():
-            async with self._manager.acquire(route.config) as env:
+            async with self._manager.acquire(route.config, network=route.network) as env:
                 return await env.invoke(inv)
 
     def submit_event(self, req: InvokeRequest) -> RequestId:

@@ -15,10 +15,17 @@ from lamina.model.ids import LATEST, VERSION_NUMBER, FunctionRef
 class Route:
     config: FunctionConfig
     invoked_arn: str
+    network: str | None = None  # the function's own network setting, if any
 
 
 def resolve(functions: FunctionService, ref: FunctionRef, *, pick: float | None = None) -> Route:
     """Resolve for invoke. `pick` in [0, 1) chooses between an alias's weighted versions."""
+    route = _resolve(functions, ref, pick=pick)
+    network = functions.network_of(ref.name)
+    return route if network is None else Route(config=route.config, invoked_arn=route.invoked_arn, network=network)
+
+
+def _resolve(functions: FunctionService, ref: FunctionRef, *, pick: float | None = None) -> Route:
     arns = functions.arns
     q = ref.qualifier
     rec = functions.record(ref.name, qualifier=q or LATEST)
@@ -49,5 +56,5 @@ def resolve(functions: FunctionService, ref: FunctionRef, *, pick: float | None 
             if roll < weight:
                 version = extra
     if version == LATEST:
-        return Route(config=resolve(functions, FunctionRef(name=ref.name)).config, invoked_arn=invoked_arn)
+        return Route(config=_resolve(functions, FunctionRef(name=ref.name)).config, invoked_arn=invoked_arn)
     return Route(config=rec.versions[version], invoked_arn=invoked_arn)

@@ -31,7 +31,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lamina.sandbox import rootfs, seccomp
+from lamina.sandbox import network, rootfs, seccomp
 from lamina.sandbox.base import SandboxExit, SandboxSetup, SandboxSpec, SandboxStats
 from lamina.sandbox.cgroups import CgroupDriver, CgroupLimits, SandboxCgroup
 
@@ -93,6 +93,8 @@ class BwrapHost:
     cgroups: CgroupDriver
     uids: UidPool | None  # None when not root: sandboxes run as the server's own uid
     etc: list[str] = field(default_factory=list)  # bwrap arguments building /etc (rootfs.etc_binds)
+    # Set up on the host only when the first sandbox with outbound network starts.
+    outbound: network.OutboundNetwork = field(default_factory=network.OutboundNetwork)
     prlimit: str | None = field(default_factory=lambda: shutil.which("prlimit"))
     setpriv: str = field(default_factory=lambda: shutil.which("setpriv") or "/usr/bin/setpriv")
 
@@ -103,8 +105,13 @@ class BwrapHost:
         if bwrap is None:
             raise RuntimeError("bubblewrap (bwrap) is not installed")
         seccomp.deny_list_bpf()  # compile once, now, so a broken libseccomp fails at start
-        etc = rootfs.etc_binds(rootfs.write_generated_etc(state_dir / "etc"))
+        etc = rootfs.etc_binds(rootfs.write_generated_etc(state_dir / "etc", network.host_nameservers()))
         return cls(bwrap=bwrap, cgroups=cgroups, uids=UidPool() if os.geteuid() == 0 else None, etc=etc)
+
+    def close(self) -> None:
+        """Undo what the server's sandboxes set up on the host: cgroups, network rules."""
+        self.cgroups.cleanup()
+        self.outbound.close()
 
 
 class BwrapSandbox:
@@ -122,6 +129,7 @@ class BwrapSandbox:
         self._exit: SandboxExit | None = None
         self._destroyed = False
         self._cpu_quota = 0
+        self._link: network.Link | None = None
 
     async def setup(self) -> None:
         setup = self._setup
@@ -172,6 +180,7 @@ class BwrapSandbox:
 
     async def start(self, spec: SandboxSpec) -> socket.socket:
         assert self._cgroup is not None and self._tmp is not None, "setup() first"
+        await self._detach_network()  # the previous tree's namespace (a reset) is gone
         env = dict(spec.env)
         env[spec.service_address_env] = f"127.0.0.1:{SERVICE_PORT}"
         env["TMPDIR"] = "/tmp"
@@ -225,6 +234,8 @@ class BwrapSandbox:
             self._cgroup.attach(self._proc.pid)
             self._cgroup.attach(child)
             listener = await asyncio.to_thread(_listen_in_netns, child, SERVICE_PORT)
+            if self._setup.network == "outbound":
+                self._link = await asyncio.to_thread(self._host.outbound.attach, child)
             os.write(block_w, b"1")
             opened.remove(out_r)
             self.output_fd = out_r
@@ -248,6 +259,11 @@ class BwrapSandbox:
             else:
                 self._exit = SandboxExit(returncode=rc)
         return self._exit
+
+    async def _detach_network(self) -> None:
+        link, self._link = self._link, None
+        if link is not None:
+            await asyncio.to_thread(self._host.outbound.detach, link)
 
     def kill(self) -> None:
         if self._cgroup is not None:
@@ -289,6 +305,7 @@ class BwrapSandbox:
         if self._proc is not None and self._proc.returncode is None:
             await self.wait_exit()
         self.close_output()
+        await self._detach_network()
         cgroup, self._cgroup = self._cgroup, None
         if cgroup is not None:
             await asyncio.to_thread(cgroup.remove)

@@ -108,8 +108,18 @@ def _privileges() -> Check:
     return Check(name="uids", ok=False, detail="not root: sandboxes share the server's uid", required=False)
 
 
+def _outbound() -> Check:
+    from lamina.sandbox.network import NetworkError, OutboundNetwork
+
+    try:
+        OutboundNetwork.check()
+    except NetworkError as exc:
+        return Check(name="outbound network", ok=False, detail=str(exc), required=False)
+    return Check(name="outbound network", ok=True, detail="veth + nftables available for --network outbound", required=False)
+
+
 def inspect_host() -> HostReport:
-    return HostReport(checks=[_namespaces(), _bwrap(), _cgroups(), _seccomp(), _tmp(), _privileges()])
+    return HostReport(checks=[_namespaces(), _bwrap(), _cgroups(), _seccomp(), _tmp(), _privileges(), _outbound()])
 
 
 def unreachable_ancestor(path: Path) -> Path | None:

@@ -42,11 +42,13 @@ GENERATED_ETC = {
 }  # fmt: skip
 
 
-def write_generated_etc(directory: Path) -> Path:
-    """Write GENERATED_ETC into `directory` (world-readable: sandboxes bind these files)."""
+def write_generated_etc(directory: Path, nameservers: list[str]) -> Path:
+    """Write GENERATED_ETC into `directory` (world-readable: sandboxes bind these files); the
+    resolver configuration lists `nameservers` (used only by sandboxes with outbound network)."""
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o755)
-    for name, text in GENERATED_ETC.items():
+    files = dict(GENERATED_ETC, **{"resolv.conf": "".join(f"nameserver {n}\n" for n in nameservers)})
+    for name, text in files.items():
         path = directory / name
         path.write_text(text)
         os.chmod(path, 0o644)
