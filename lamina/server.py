@@ -154,7 +154,12 @@ async def run(settings: Settings) -> None:
         idle_timeout=settings.idle_timeout,
     )
     functions = FunctionService(
-        repo=FunctionRepo(db), code=code, catalog=catalog, arns=Arns(region=settings.region, account_id=settings.account_id), retirer=manager
+        repo=FunctionRepo(db),
+        code=code,
+        catalog=catalog,
+        arns=Arns(region=settings.region, account_id=settings.account_id),
+        retirer=manager,
+        account_concurrency=settings.max_concurrency,
     )
     invoker = Invoker(functions=functions, manager=manager, limiter=ConcurrencyLimiter(settings.max_concurrency))
     try:

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from lamina.api import admin, functions, invoke, tags, versions
+from lamina.api import admin, concurrency, functions, invoke, tags, versions
 from lamina.api.common import Handler, Services, endpoint
 from lamina.api.errors import error_response
 from lamina.model.errors import LambdaError
@@ -46,6 +46,9 @@ def build_app(services: Services) -> Starlette:
         ("POST", F + "/{name}/invocations", invoke.invoke),
         ("POST", "/2014-11-13/functions/{name}/invoke-async/", invoke.invoke_async),
         ("POST", "/2014-11-13/functions/{name}/invoke-async", invoke.invoke_async),
+        ("PUT", "/2017-10-31/functions/{name}/concurrency", concurrency.put_function_concurrency),
+        ("DELETE", "/2017-10-31/functions/{name}/concurrency", concurrency.delete_function_concurrency),
+        ("GET", "/2019-09-30/functions/{name}/concurrency", concurrency.get_function_concurrency),
         ("GET", "/2017-03-31/tags/{arn}", tags.list_tags),
         ("POST", "/2017-03-31/tags/{arn}", tags.tag_resource),
         ("DELETE", "/2017-03-31/tags/{arn}", tags.untag_resource),

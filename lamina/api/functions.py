@@ -53,6 +53,8 @@ async def get_function(request: Request, s: Services) -> Response:
     }
     if rec.tags:
         body["Tags"] = dict(rec.tags)
+    if rec.reserved is not None:
+        body["Concurrency"] = {"ReservedConcurrentExecutions": rec.reserved}
     return json_response(body)
 
 
@@ -96,7 +98,7 @@ async def get_account_settings(request: Request, s: Services) -> Response:
                 "CodeSizeUnzipped": 262144000,
                 "CodeSizeZipped": 52428800,
                 "ConcurrentExecutions": s.concurrency_limit,
-                "UnreservedConcurrentExecutions": s.concurrency_limit,
+                "UnreservedConcurrentExecutions": s.functions.unreserved_concurrency,
             },
             "AccountUsage": {"TotalCodeSize": total, "FunctionCount": len(recs)},
         }

@@ -41,6 +41,9 @@ from lamina.store.functions import FunctionRepo
 
 log = logging.getLogger("lamina.functions")
 
+# Lambda keeps this much of the account's concurrency unreserved (spec 8).
+UNRESERVED_MINIMUM = 100
+
 
 class EnvironmentRetirer(Protocol):
     """Stops a function's environments after an update or delete (wired to envs by server.py)."""
@@ -61,6 +64,8 @@ class FunctionRecord:
     runnable: FunctionConfig | None
     versions: dict[str, FunctionConfig] = field(default_factory=dict)
     aliases: dict[str, Alias] = field(default_factory=dict)
+    # Reserved concurrency (PutFunctionConcurrency): a cap and a guarantee; 0 throttles everything.
+    reserved: int | None = None
 
 
 def now_timestamp() -> str:
@@ -87,8 +92,17 @@ _UPDATING = StateInfo(
 
 class FunctionService:
     def __init__(
-        self, *, repo: FunctionRepo, code: CodeStore, catalog: RuntimeCatalog, arns: Arns, retirer: EnvironmentRetirer
+        self,
+        *,
+        repo: FunctionRepo,
+        code: CodeStore,
+        catalog: RuntimeCatalog,
+        arns: Arns,
+        retirer: EnvironmentRetirer,
+        account_concurrency: int = 1000,
     ) -> None:
+        self.account_concurrency = account_concurrency
+        self.total_reserved = 0
         self._repo = repo
         self._code = code
         self._catalog = catalog
@@ -115,8 +129,10 @@ class FunctionService:
                 runnable=None if pending else latest,
                 versions=versions,
                 aliases={a.name: a for a in stored.aliases},
+                reserved=stored.reserved,
             )
             self._functions[stored.name] = rec
+            self.total_reserved += stored.reserved or 0
             if pending:
                 self._spawn(self._finish_update(rec.name, latest.revision_id))
 
@@ -338,6 +354,7 @@ class FunctionService:
             if qualifier is None:
                 await self._repo.delete_function(name)
                 del self._functions[name]
+                self.total_reserved -= rec.reserved or 0
                 await self._retirer.retire(name)
                 return
             if qualifier == LATEST:
@@ -423,6 +440,37 @@ class FunctionService:
             if alias in rec.aliases:
                 await self._repo.delete_alias(name, alias)
                 del rec.aliases[alias]
+
+    # --- concurrency ---------------------------------------------------------------------------
+
+    @property
+    def unreserved_concurrency(self) -> int:
+        return self.account_concurrency - self.total_reserved
+
+    async def put_concurrency(self, name: str, reserved: int) -> int:
+        """Reserve concurrency for a function (spec 8); at least 100 must stay unreserved."""
+        if reserved < 0:
+            raise validation_error(str(reserved), "reservedConcurrentExecutions", "Member must have value greater than or equal to 0")
+        async with self._lock(name):
+            rec = self.record(name)
+            others = self.total_reserved - (rec.reserved or 0)
+            minimum = min(UNRESERVED_MINIMUM, self.account_concurrency)
+            if self.account_concurrency - others - reserved < minimum:
+                raise InvalidParameterValueException(
+                    "Specified ReservedConcurrentExecutions for function decreases account's "
+                    f"UnreservedConcurrentExecution below its minimum value of [{minimum}]."
+                )
+            await self._repo.set_reserved(name, reserved)
+            self.total_reserved = others + reserved
+            rec.reserved = reserved
+            return reserved
+
+    async def delete_concurrency(self, name: str) -> None:
+        async with self._lock(name):
+            rec = self.record(name)
+            await self._repo.set_reserved(name, None)
+            self.total_reserved -= rec.reserved or 0
+            rec.reserved = None
 
     # --- tags --------------------------------------------------------------------------------
 

@@ -1,4 +1,9 @@
-"""ConcurrencyLimiter: the account's concurrent executions; throttle at once when none is left."""
+"""ConcurrencyLimiter: the account's concurrent executions, with reserved concurrency per function.
+
+A function with reserved concurrency may run that many at once and no more (0 throttles it); the
+rest of the account's limit is shared by the functions without a reservation (spec 8). A lease
+that cannot be had raises TooManyRequestsException (429) at once: nothing queues.
+"""
 
 from __future__ import annotations
 
@@ -19,20 +24,42 @@ class LimiterStatistics:
 class ConcurrencyLimiter:
     def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._in_use = 0
+        self._unreserved_in_use = 0
+        self._reserved_in_use: dict[str, int] = {}
         self._throttles = 0
 
     @contextmanager
-    def lease(self) -> Iterator[None]:
-        """Hold one unit of concurrency for the block, or raise TooManyRequestsException (429)."""
-        if self._in_use >= self._limit:
+    def lease(self, function: str, *, reserved: int | None, unreserved_pool: int | None = None) -> Iterator[None]:
+        """Hold one unit of `function`'s concurrency for the block, or raise 429.
+
+        `reserved`: the function's reservation, if any. `unreserved_pool`: what the functions
+        without one share (the account limit less every reservation).
+        """
+        if reserved is not None:
+            used = self._reserved_in_use.get(function, 0)
+            if used >= reserved:
+                self._throttles += 1
+                raise TooManyRequestsException("Rate Exceeded.", reason="ReservedFunctionConcurrentInvocationLimitExceeded")
+            self._reserved_in_use[function] = used + 1
+            try:
+                yield
+            finally:
+                left = self._reserved_in_use[function] - 1
+                if left:
+                    self._reserved_in_use[function] = left
+                else:
+                    del self._reserved_in_use[function]
+            return
+        pool = self._limit if unreserved_pool is None else unreserved_pool
+        if self._unreserved_in_use >= pool:
             self._throttles += 1
             raise TooManyRequestsException("Rate Exceeded.", reason="ConcurrentInvocationLimitExceeded")
-        self._in_use += 1
+        self._unreserved_in_use += 1
         try:
             yield
         finally:
-            self._in_use -= 1
+            self._unreserved_in_use -= 1
 
     def statistics(self) -> LimiterStatistics:
-        return LimiterStatistics(limit=self._limit, in_use=self._in_use, throttles=self._throttles)
+        in_use = self._unreserved_in_use + sum(self._reserved_in_use.values())
+        return LimiterStatistics(limit=self._limit, in_use=in_use, throttles=self._throttles)

@@ -34,6 +34,10 @@ _SCHEMA = [
         PRIMARY KEY(name, alias)
     );
     """,
+    # version 2: reserved concurrency per function (PutFunctionConcurrency)
+    """
+    ALTER TABLE functions ADD COLUMN reserved INTEGER;
+    """,
 ]
 
 

@@ -31,6 +31,7 @@ class StoredFunction:
     next_version: int
     versions: list[FunctionConfig]
     aliases: list[Alias]
+    reserved: int | None = None
 
 
 def config_to_doc(c: FunctionConfig) -> dict[str, Any]:
@@ -124,8 +125,8 @@ class FunctionRepo:
     async def load_all(self) -> list[StoredFunction]:
         def q(conn: sqlite3.Connection) -> list[StoredFunction]:
             out = []
-            for name, created, tags, next_version in conn.execute(
-                "SELECT name, created, tags, next_version FROM functions ORDER BY name"
+            for name, created, tags, next_version, reserved in conn.execute(
+                "SELECT name, created, tags, next_version, reserved FROM functions ORDER BY name"
             ):
                 versions = [
                     config_from_doc(json.loads(doc))
@@ -143,6 +144,7 @@ class FunctionRepo:
                         next_version=next_version,
                         versions=versions,
                         aliases=aliases,
+                        reserved=reserved,
                     )
                 )
             return out
@@ -191,3 +193,6 @@ class FunctionRepo:
 
     async def set_tags(self, name: str, tags: dict[str, str]) -> None:
         await self._db.run(lambda conn: conn.execute("UPDATE functions SET tags=? WHERE name=?", (json.dumps(tags), name)))
+
+    async def set_reserved(self, name: str, reserved: int | None) -> None:
+        await self._db.run(lambda conn: conn.execute("UPDATE functions SET reserved=? WHERE name=?", (reserved, name)))
