@@ -6,17 +6,26 @@
   platform's throughput can be read as a fraction of what one HTTP exchange allows.
 - L_py: a fresh interpreter, the binary Lamina runs for python3.11 functions (the realpath of
   sys._base_executable), started with posix_spawn and reaped with waitpid: `-I -S -c pass`
-  (Lamina's flags) and plain `-c pass`.
+  (Lamina's flags) and plain `-c pass`; and the same for any other interpreter a mode runs (a
+  sandbox can only run an interpreter other uids can reach, e.g. /usr/bin/python3.11 when the
+  venv's base lives under /root).
+- Runtime client start: each such interpreter running Lamina's bootstrap.py with `-I -S` and no
+  Runtime API address, so it makes its imports and exits: what a cold start's launch costs
+  before any sandbox or server is involved.
+- L_bwrap (PERFORMANCE Part 3): `bwrap --ro-bind / / --unshare-all --die-with-parent true`
+  minus `true`; and L_py inside bwrap with the namespaces, binds and uid Lamina's sandboxes use
+  (no cgroup, seccomp or /tmp image): what the sandbox adds to an interpreter start.
 """
 
 from __future__ import annotations
 
 import os
 import select
+import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,6 +34,8 @@ import loadgen
 import procs
 from echo_server import READY_PREFIX
 from stats import Figure, bounded, latency_figure, rate_figure
+
+from lamina.runtimes.catalog import PYTHON_BOOTSTRAP
 
 ECHO_SERVER = Path(__file__).with_name("echo_server.py")
 START_TIMEOUT_S = 15.0
@@ -110,17 +121,99 @@ def lamina_python() -> Path:
 
 def python_start(name: str, label: str, argv: Sequence[str], *, count: int, warmup: int, seconds: float) -> Figure:
     """Wall time from posix_spawn to waitpid of `argv`, which must exit 0."""
+    return latency_figure(name, label, spawn_samples(argv, count=count, warmup=warmup, seconds=seconds), argv=list(argv))
+
+
+def spawn_samples(
+    argv: Sequence[str],
+    *,
+    count: int,
+    warmup: int,
+    seconds: float,
+    env: Mapping[str, str] | None = None,
+    status: int = 0,
+) -> list[float]:
+    """Wall times (ms) from posix_spawn to waitpid of `argv`, after `warmup` unrecorded runs."""
+    environ = dict(os.environ if env is None else env)
     for _ in bounded(warmup, seconds):
-        _spawn_wait(argv)
-    samples = [_spawn_wait(argv) for _ in bounded(count, seconds)]
-    return latency_figure(name, label, samples, argv=list(argv))
+        spawn_wait(argv, environ, status)
+    return [spawn_wait(argv, environ, status) for _ in bounded(count, seconds)]
 
 
-def _spawn_wait(argv: Sequence[str]) -> float:
+def runtime_client_start(name: str, interpreter: str, *, count: int, warmup: int, seconds: float) -> Figure:
+    """Lamina's Python runtime client started as a cold start starts it (`-I -S bootstrap.py`), but
+    without AWS_LAMBDA_RUNTIME_API: it makes its imports and sets up, then exits with status 1
+    before any connection. An interpreter start plus the client's own imports, outside any sandbox."""
+    argv = [interpreter, "-I", "-S", str(PYTHON_BOOTSTRAP)]
+    env = {k: v for k, v in os.environ.items() if k != "AWS_LAMBDA_RUNTIME_API"}
+    samples = spawn_samples(argv, count=count, warmup=warmup, seconds=seconds, env=env, status=1)
+    return latency_figure(name, f"runtime client start: {short_path(interpreter)}", samples, argv=argv)
+
+
+def short_path(path: str) -> str:
+    """A path short enough for a table cell: its last three parts when it is long."""
+    parts = Path(path).parts
+    return path if len(path) <= 24 or len(parts) <= 4 else "…/" + "/".join(parts[-3:])
+
+
+def spawn_wait(argv: Sequence[str], env: Mapping[str, str], expected: int) -> float:
+    """Wall time (ms) from posix_spawn to waitpid of `argv`, which must exit with `expected`.
+
+    A command expected to fail has its stderr sent to /dev/null (the runtime client's one line)."""
+    quiet = [(os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)] if expected != 0 else []
     t0 = time.perf_counter()
-    pid = os.posix_spawn(argv[0], list(argv), os.environ)
+    pid = os.posix_spawn(argv[0], list(argv), env, file_actions=quiet)
     _, status = os.waitpid(pid, 0)
     elapsed = (time.perf_counter() - t0) * 1000
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(argv)} exited with status {os.waitstatus_to_exitcode(status)}")
+    if os.waitstatus_to_exitcode(status) != expected:
+        raise RuntimeError(f"{' '.join(argv)} exited with status {os.waitstatus_to_exitcode(status)}, not {expected}")
     return elapsed
+
+
+def l_bwrap(*, count: int, warmup: int, seconds: float) -> Figure | None:
+    """`bwrap --ro-bind / / --unshare-all --die-with-parent true` minus `true`; None without bwrap."""
+    bwrap, true = shutil.which("bwrap"), shutil.which("true")
+    if bwrap is None or true is None:
+        return None
+    argv = [bwrap, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", true]
+    plain = latency_figure("true", "true", spawn_samples([true], count=count, warmup=warmup, seconds=seconds))
+    boxed = spawn_samples(argv, count=count, warmup=warmup, seconds=seconds)
+    return latency_figure("l_bwrap", "L_bwrap: bwrap --unshare-all true", [b - plain.p50 for b in boxed],
+                          argv=argv, true_p50=plain.p50)  # fmt: skip
+
+
+NOBODY = 65534
+INSIDE_UID, INSIDE_GID = 993, 990  # as Lamina's sandboxes (sbx_user1051)
+
+
+def sandboxed_argv(
+    argv: Sequence[str], *, binds: Sequence[tuple[str, str]] = (), seccomp_fd: int | None = None
+) -> list[str] | None:
+    """`argv` under setpriv + bwrap with the namespaces and read-only system binds of a Lamina sandbox,
+    plus read-only `binds` (host path, inside path) and the seccomp filter in `seccomp_fd` if given."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return None
+    a: list[str] = []
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() == 0 and setpriv is not None:
+        a += [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
+    a += [bwrap, "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
+          "--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+          "--uid", str(INSIDE_UID), "--gid", str(INSIDE_GID), "--hostname", "sandbox"]  # fmt: skip
+    for d in ("/usr", "/etc"):
+        a += ["--ro-bind", d, d]
+    for link in ("/bin", "/lib", "/lib64", "/sbin"):
+        if os.path.islink(link):
+            a += ["--symlink", os.readlink(link), link]
+        elif os.path.isdir(link):
+            a += ["--ro-bind", link, link]
+    prefix = Path(argv[0]).parent.parent
+    if not prefix.is_relative_to("/usr"):
+        a += ["--ro-bind", str(prefix), str(prefix)]
+    for host, inside in binds:
+        a += ["--ro-bind", host, inside]
+    if seccomp_fd is not None:
+        a += ["--seccomp", str(seccomp_fd)]
+    return [*a, "--proc", "/proc", "--dev", "/dev", "--", *argv]
+

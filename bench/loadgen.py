@@ -23,7 +23,7 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 HOST = "127.0.0.1"
@@ -103,8 +103,21 @@ class LoadResult:
         return self.completed / self.seconds
 
 
-def closed_loop(port: int, path: str, *, clients: int, seconds: float, warmup: int) -> LoadResult:
-    """`clients` worker processes POSTing back to back for `seconds`, after `warmup` requests each."""
+def closed_loop(
+    port: int,
+    path: str,
+    *,
+    clients: int,
+    seconds: float,
+    warmup: int,
+    on_start: Callable[[], None] | None = None,
+    on_end: Callable[[], None] | None = None,
+) -> LoadResult:
+    """`clients` worker processes POSTing back to back for `seconds`, after `warmup` requests each.
+
+    `on_start` runs once every worker has warmed up, just before the window opens; `on_end` once
+    every worker has reported (for counters read around the window itself).
+    """
     workers: list[subprocess.Popen[str]] = []
     try:
         for _ in range(clients):
@@ -112,9 +125,13 @@ def closed_loop(port: int, path: str, *, clients: int, seconds: float, warmup: i
         _expect_all(workers, "spawned")
         _send_all(workers, "warm")
         _expect_all(workers, "ready")
+        if on_start is not None:
+            on_start()
         start = time.monotonic() + 0.2
         _send_all(workers, f"go {start!r} {seconds!r}")
         results = [json.loads(_read_line(w, seconds + PHASE_TIMEOUT_S)) for w in workers]
+        if on_end is not None:
+            on_end()
     finally:
         for w in workers:
             _stop_worker(w)

@@ -8,12 +8,29 @@ Cold starts: update_function_configuration with a new environment variable retir
 environment of the function; after the function_updated_v2 waiter, the next invoke finds no idle
 environment and must start one. Its REPORT line (X-Amz-Log-Type: Tail) must carry an Init
 Duration, which proves the invoke was cold.
+
+Where a cold start goes is read from outside Lamina, with a probe function instead of the no-op:
+its module records CLOCK_MONOTONIC (time.perf_counter, one clock for the host and every sandbox:
+bwrap makes no time namespace) and the CPU its process has used when its code first runs, and
+its handler returns both. With the client's send and receive instants (t0, t1) and the REPORT
+line's Init Duration (I) and Duration (D), one cold invoke splits into:
+
+    before init    t1 - D - I - t0           the request, routing, the environment's creation
+                                             (sandbox: uid, cgroup, /tmp image), the reply
+    launch         t_import - (t1 - D - I)   sandbox start, interpreter start, the runtime
+                                             client's imports, until the function's module runs
+    module→ready   I - launch                importing the handler module, the first /next
+    invoke         D                         the REPORT Duration of that first invoke
+
+t1 - D - I, the moment init began, is an estimate: the gap between init's end and the invoke's
+start and the reply after Duration both fall into "before init", and are well under 1 ms warm.
 """
 
 from __future__ import annotations
 
 import base64
 import http.client
+import json
 import re
 import time
 from typing import Any
@@ -25,7 +42,16 @@ from stats import Figure, bounded, latency_figure, rate_figure
 from lamina.testing import deploy
 
 HANDLER_SOURCE = "def handler(e, c):\n    return e\n"
+PROBE_SOURCE = """import time
+T_IMPORT = time.perf_counter()
+CPU_IMPORT = time.process_time()
+
+
+def handler(e, c):
+    return {"import": T_IMPORT, "cpu_import": CPU_IMPORT, "handler": time.perf_counter()}
+"""
 RUNTIME = "python3.11"
+DEFAULT_MEMORY_MB = 128
 TAIL_HEADERS = {**loadgen.JSON_HEADERS, "X-Amz-Log-Type": "Tail"}
 WAITER_CONFIG = {"Delay": 0.05, "MaxAttempts": 400}
 _DURATION = re.compile(r"REPORT RequestId: \S+\tDuration: ([\d.]+) ms")
@@ -36,9 +62,23 @@ def invoke_path(name: str) -> str:
     return f"/2015-03-31/functions/{name}/invocations"
 
 
-def deploy_noop(client: Any, name: str) -> None:
+def deploy_noop(client: Any, name: str, memory_size: int = DEFAULT_MEMORY_MB) -> None:
     """create_function, then wait for the function_active_v2 waiter."""
-    deploy(client, name, {"app.py": HANDLER_SOURCE}, runtime=RUNTIME, handler="app.handler", MemorySize=128, Timeout=30)
+    deploy(client, name, {"app.py": HANDLER_SOURCE}, runtime=RUNTIME, handler="app.handler", MemorySize=memory_size, Timeout=30)
+
+
+def deploy_probe(client: Any, name: str, memory_size: int = DEFAULT_MEMORY_MB) -> None:
+    """The cold-start probe: returns when its module ran and its handler was called."""
+    deploy(client, name, {"app.py": PROBE_SOURCE}, runtime=RUNTIME, handler="app.handler", MemorySize=memory_size, Timeout=30)
+
+
+def runtime_interpreter(server_pid: int) -> str | None:
+    """The binary the server's runtimes run (after a warm-up, at least one exists)."""
+    for pid in procs.runtime_pids(server_pid):
+        exe = procs.executable(pid)
+        if exe is not None:
+            return exe
+    return None
 
 
 def api_floor(port: int, *, count: int, warmup: int, seconds: float, server_pid: int) -> Figure:
@@ -60,13 +100,18 @@ def warm_invoke(port: int, name: str, *, count: int, warmup: int, seconds: float
     try:
         loadgen.timed_posts(conn, invoke_path(name), warmup, seconds)
         before = procs.CpuSnapshot.take(server_pid)
+        capped = procs.throttling(server_pid)
+        t0 = time.monotonic()
         samples = loadgen.timed_posts(conn, invoke_path(name), count, seconds)
+        elapsed = time.monotonic() - t0
+        throttled = procs.throttled_between(capped, procs.throttling(server_pid))
         cpu = before.per_request_ms(procs.CpuSnapshot.take(server_pid), len(samples))
     finally:
         conn.close()
-    return latency_figure(
-        "warm_invoke", "warm invoke, 1 client (raw HTTP)", samples, event_bytes=len(loadgen.BODY), cpu_ms_per_request=cpu
-    )
+    extra: dict[str, Any] = {"event_bytes": len(loadgen.BODY), "cpu_ms_per_request": cpu}
+    if throttled is not None:
+        extra["cpu_throttling"] = {**throttled.as_dict(), "window_ms": elapsed * 1000}
+    return latency_figure("warm_invoke", "warm invoke, 1 client (raw HTTP)", samples, **extra)
 
 
 def warm_report_duration(port: int, name: str, *, count: int, seconds: float) -> Figure:
@@ -98,18 +143,31 @@ def warm_invoke_boto3(client: Any, name: str, *, count: int, warmup: int, second
 
 
 def throughput(port: int, name: str, *, clients: int, seconds: float, server_pid: int) -> Figure:
-    res = loadgen.closed_loop(port, invoke_path(name), clients=clients, seconds=seconds, warmup=20)
+    """Closed-loop load; in sandbox mode also how often the CPU cap throttled the runtimes meanwhile."""
+    counters: dict[str, dict[int, procs.Throttling]] = {}
+    res = loadgen.closed_loop(
+        port,
+        invoke_path(name),
+        clients=clients,
+        seconds=seconds,
+        warmup=20,
+        on_start=lambda: counters.__setitem__("before", procs.throttling(server_pid)),
+        on_end=lambda: counters.__setitem__("after", procs.throttling(server_pid)),
+    )
     environments = len(procs.runtime_pids(server_pid))
     if res.errors:
         raise loadgen.BenchHTTPError(f"{res.errors} invokes failed under {clients}-client load")
+    extra: dict[str, Any] = {"clients": clients, "environments": environments}
+    throttled = procs.throttled_between(counters.get("before", {}), counters.get("after", {}))
+    if throttled is not None:
+        extra["cpu_throttling"] = {**throttled.as_dict(), "window_ms": seconds * 1000}
     return rate_figure(
         f"throughput_{clients}",
         f"warm throughput, {clients} client{'s' if clients > 1 else ''}",
         res.completed,
         res.seconds,
         res.latencies_ms,
-        clients=clients,
-        environments=environments,
+        **extra,
     )
 
 
@@ -132,6 +190,49 @@ def cold_starts(client: Any, port: int, name: str, *, count: int, seconds: float
         latency_figure("cold_start", "cold start: invoke with no idle env", latencies),
         latency_figure("init_duration", "cold start: REPORT Init Duration", inits),
     )
+
+
+BREAKDOWN_PHASES: tuple[tuple[str, str], ...] = (
+    ("cold_total", "probe cold start: invoke → response (client)"),
+    ("cold_before_init", "before init: request, env creation (uid, cgroup, /tmp), reply"),
+    ("cold_launch", "launch → function module runs (sandbox, interpreter, runtime client)"),
+    ("cold_module_ready", "function module → runtime ready (handler import, first /next)"),
+    ("cold_invoke", "first invoke (REPORT Duration)"),
+    ("cold_launch_cpu", "runtime process CPU before the function module ran"),
+)
+
+
+def cold_breakdown(client: Any, port: int, name: str, *, count: int, seconds: float) -> list[Figure]:
+    """Cold starts of the probe function, each split into the phases of BREAKDOWN_PHASES."""
+    conn = loadgen.connect(port)
+    phases: dict[str, list[float]] = {key: [] for key, _ in BREAKDOWN_PHASES}
+    handler_lag: list[float] = []
+    try:
+        for i in bounded(count, seconds):
+            client.update_function_configuration(FunctionName=name, Environment={"Variables": {"BENCH_COLD": str(i)}})
+            client.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig=WAITER_CONFIG)
+            t0 = time.perf_counter()
+            data, log = _tail_invoke(conn, name)
+            t1 = time.perf_counter()
+            probe = json.loads(data)
+            init = _report_value(_INIT, log, "Init Duration")
+            duration = _report_value(_DURATION, log, "Duration")
+            total = (t1 - t0) * 1000
+            init_began = t1 * 1000 - duration - init
+            launch = probe["import"] * 1000 - init_began
+            phases["cold_total"].append(total)
+            phases["cold_before_init"].append(init_began - t0 * 1000)
+            phases["cold_launch"].append(launch)
+            phases["cold_module_ready"].append(init - launch)
+            phases["cold_invoke"].append(duration)
+            phases["cold_launch_cpu"].append(probe["cpu_import"] * 1000)
+            # The handler runs inside Duration: a check that both clocks are one.
+            handler_lag.append((t1 - probe["handler"]) * 1000)
+    finally:
+        conn.close()
+    figures = [latency_figure(key, label, phases[key]) for key, label in BREAKDOWN_PHASES]
+    lag = latency_figure("cold_handler_to_client", "handler called → response at the client", handler_lag)
+    return [*figures, lag]
 
 
 def _tail_invoke(conn: http.client.HTTPConnection, name: str) -> tuple[bytes, str]:

@@ -3,6 +3,13 @@
 CPU time per request tells where a warm invoke's wall time goes: on a 2-vCPU machine a
 sequential invoke is a chain of client, server and runtime work, so the three CPU shares add up
 to nearly the whole latency when nothing waits.
+
+A runtime is a descendant of the server, not always its child: in process mode the server spawns
+the interpreter itself; in sandbox mode the chain is setpriv (exec'd into bwrap) → bwrap → the
+command (prlimit exec'd into the interpreter), and the wrappers' argv hold `bootstrap.py` too.
+So runtimes are the server's descendants whose argv[0] is a Python interpreter and whose argv
+holds the runtime client. Their cgroup's cpu.stat (read-only) says how often the CPU cap of the
+function's MemorySize throttled them.
 """
 
 from __future__ import annotations
@@ -20,20 +27,122 @@ def _stat_fields(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
-def runtime_pids(server_pid: int) -> list[int]:
-    """The server's children running Lamina's Python runtime client: one per environment."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+MAX_DESCENDANTS = 10_000  # a bound on the /proc walk
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of `pid` (children of all its threads, recursively)."""
+    found: list[int] = []
+    stack = [pid]
+    seen = {pid}
+    while stack and len(found) < MAX_DESCENDANTS:
+        parent = stack.pop()
         try:
-            ppid = int(_stat_fields(int(entry.name))[1])
-            cmdline = (entry / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile, or not ours to read
-        if ppid == server_pid and RUNTIME_MARKER in cmdline:
-            pids.append(int(entry.name))
+            tasks = list(Path(f"/proc/{parent}/task").iterdir())
+        except OSError:
+            continue  # gone meanwhile
+        for task in tasks:
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except (OSError, ValueError):
+                continue
+            for child in children:
+                if child not in seen:
+                    seen.add(child)
+                    found.append(child)
+                    stack.append(child)
+    return found
+
+
+def runtime_pids(server_pid: int) -> list[int]:
+    """The server's descendants running Lamina's Python runtime client: one per environment."""
+    pids = []
+    for pid in descendants(server_pid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile
+        if argv and os.path.basename(argv[0]).startswith(b"python") and any(RUNTIME_MARKER in a for a in argv[1:]):
+            pids.append(pid)
     return pids
+
+
+def executable(pid: int) -> str | None:
+    """The binary a process runs (as its own mount namespace names it), or None if it is gone."""
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Throttling:
+    """cgroup CPU bandwidth counters (cpu.stat): enforcement periods, throttled ones, time held back."""
+
+    periods: int = 0
+    throttled: int = 0
+    throttled_ms: float = 0.0
+
+    def __add__(self, other: Throttling) -> Throttling:
+        return Throttling(self.periods + other.periods, self.throttled + other.throttled, self.throttled_ms + other.throttled_ms)
+
+    def __sub__(self, other: Throttling) -> Throttling:
+        return Throttling(self.periods - other.periods, self.throttled - other.throttled, self.throttled_ms - other.throttled_ms)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"periods": self.periods, "throttled_periods": self.throttled, "throttled_ms": self.throttled_ms}
+
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cpu_cgroup_stat(pid: int) -> Throttling | None:
+    """The CPU throttling counters of the cgroup `pid` is in; None without a capped cgroup of its own.
+
+    cgroup v1: the `cpu` controller's directory (throttled_time in ns); v2: the unified one
+    (throttled_usec). Processes in the root cgroup (process mode) have no counters.
+    """
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if path in ("", "/"):
+            continue
+        if "cpu" in controllers.split(","):
+            candidates = [CGROUP_ROOT / d / path.lstrip("/") for d in ("cpu", "cpu,cpuacct", "cpuacct,cpu")]
+        elif controllers == "":
+            candidates = [CGROUP_ROOT / path.lstrip("/"), CGROUP_ROOT / "unified" / path.lstrip("/")]
+        else:
+            continue
+        for directory in candidates:
+            try:
+                fields = dict(entry.split() for entry in (directory / "cpu.stat").read_text().splitlines())
+            except (OSError, ValueError):
+                continue
+            if "nr_periods" not in fields:
+                continue
+            held = int(fields["throttled_usec"]) / 1000 if "throttled_usec" in fields else int(fields.get("throttled_time", 0)) / 1e6
+            return Throttling(int(fields["nr_periods"]), int(fields["nr_throttled"]), held)
+    return None
+
+
+def throttling(server_pid: int) -> dict[int, Throttling]:
+    """The throttling counters of each runtime's cgroup, by runtime pid (empty in process mode)."""
+    stats = {p: cpu_cgroup_stat(p) for p in runtime_pids(server_pid)}
+    return {p: s for p, s in stats.items() if s is not None}
+
+
+def throttled_between(before: dict[int, Throttling], after: dict[int, Throttling]) -> Throttling | None:
+    """What the runtimes present at both snapshots were throttled in between; None if none was capped."""
+    common = [p for p in after if p in before]
+    if not common:
+        return None
+    total = Throttling()
+    for p in common:
+        total = total + (after[p] - before[p])
+    return total
 
 
 def cpu_seconds(pid: int) -> float:
