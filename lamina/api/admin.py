@@ -71,7 +71,7 @@ async def environments(request: Request, s: Services) -> Response:
             "warmStarts": stats.warm_starts,
             "details": [
                 {"id": d.id, "function": d.function, "version": d.version, "state": d.state.value,
-                 "invocations": d.invocations, "warm": d.warm}  # fmt: skip
+                 "invocations": d.invocations, "warm": d.warm, "provisioned": d.provisioned}  # fmt: skip
                 for d in stats.details
             ],
         }

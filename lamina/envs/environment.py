@@ -82,6 +82,7 @@ class EnvironmentStatistics:
     invocations: int
     warm: bool
     idle_since: float
+    provisioned: bool
 
 
 def _platform_error(request_id: str, error_type: str, detail: str) -> str:
@@ -97,9 +98,13 @@ class ExecutionEnvironment:
         code_dir: Path,
         ctx: EnvironmentContext,
         network: NetworkMode | None = None,
+        provisioned: bool = False,
         on_dead: Callable[[ExecutionEnvironment], None] | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
+        # Initialised ahead of traffic (provisioned concurrency): never reaped when idle, and its
+        # init is not part of any invocation (no Init Duration on REPORT lines).
+        self.provisioned = provisioned
         self.network: NetworkMode = network or ctx.network
         self.config = config
         self.state = EnvState.STARTING
@@ -136,6 +141,11 @@ class ExecutionEnvironment:
     def warm(self) -> bool:
         return not self._needs_launch
 
+    @property
+    def init_failed(self) -> bool:
+        """Init failed and was not retried yet (the first invoke would retry it)."""
+        return self._needs_launch and self.state is EnvState.IDLE
+
     async def start(self) -> None:
         """Create the sandbox and run the init phase (bounded by the init timeout).
 
@@ -147,7 +157,7 @@ class ExecutionEnvironment:
         failure = await self._launch(self._ctx.init_timeout, self._ctx.init_timeout)
         init_ms = (time.perf_counter() - t0) * 1000
         if failure is None:
-            self._init_ms = init_ms
+            self._init_ms = None if self.provisioned else init_ms
         else:
             self._log(logfmt.init_report_line(init_ms, "init", failure.status, failure.error_type))
         self._flush_logs()
@@ -286,7 +296,7 @@ class ExecutionEnvironment:
                 "AWS_LAMBDA_FUNCTION_NAME": c.name,
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(c.memory_size),
                 "AWS_LAMBDA_FUNCTION_VERSION": c.version,
-                "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+                "AWS_LAMBDA_INITIALIZATION_TYPE": "provisioned-concurrency" if self.provisioned else "on-demand",
                 "AWS_LAMBDA_LOG_GROUP_NAME": c.log_group,
                 "AWS_LAMBDA_LOG_STREAM_NAME": self.stream,
                 "LAMBDA_TASK_ROOT": task_root,
@@ -537,6 +547,7 @@ class ExecutionEnvironment:
             invocations=self.invocations,
             warm=self.warm,
             idle_since=self.idle_since,
+            provisioned=self.provisioned,
         )
 
 

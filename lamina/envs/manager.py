@@ -10,16 +10,19 @@ busy ones when their invocation ends.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from lamina.envs.environment import EnvironmentContext, EnvironmentStatistics, EnvState, ExecutionEnvironment
-from lamina.model.function import FunctionConfig
+from lamina.model.function import FunctionConfig, ProvisionedState
 from lamina.runtimes.catalog import RuntimeCatalog
 from lamina.sandbox.base import NetworkMode
 from lamina.store.code import CodeStore
+
+log = logging.getLogger("lamina.envs")
 
 
 @dataclass(slots=True)
@@ -27,6 +30,14 @@ class _Pool:
     idle: list[ExecutionEnvironment] = field(default_factory=list)
     busy: set[ExecutionEnvironment] = field(default_factory=set)
     retiring: set[ExecutionEnvironment] = field(default_factory=set)
+    # Provisioned concurrency: how many environments to keep initialised, and why that failed.
+    provisioned_target: int = 0
+    provision_failure: str | None = None
+
+    def provisioned(self) -> int:
+        return sum(1 for e in (*self.idle, *self.busy) if e.provisioned and e not in self.retiring)
+
+
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +60,7 @@ class EnvironmentManager:
         self._cold = 0
         self._warm = 0
         self._closed = False
+        self._fills: dict[tuple[str, str], asyncio.Task[None]] = {}
 
     @asynccontextmanager
     async def acquire(self, config: FunctionConfig, *, network: str | None = None) -> AsyncIterator[ExecutionEnvironment]:
@@ -82,17 +94,21 @@ class EnvironmentManager:
         for e in stale:
             pool.idle.remove(e)
             await e.stop()
-        for i in range(len(pool.idle) - 1, -1, -1):
-            if pool.idle[i].warm:
-                return pool.idle.pop(i)
+        # Provisioned environments serve first (Lambda routes to them, then spills to on-demand).
+        for want_provisioned in (True, False):
+            for i in range(len(pool.idle) - 1, -1, -1):
+                if pool.idle[i].warm and pool.idle[i].provisioned == want_provisioned:
+                    return pool.idle.pop(i)
         return pool.idle.pop() if pool.idle else None
 
-    async def _create(self, config: FunctionConfig, network: NetworkMode) -> ExecutionEnvironment:
+    async def _create(self, config: FunctionConfig, network: NetworkMode, *, provisioned: bool = False) -> ExecutionEnvironment:
         runtime = self._catalog.get(config.runtime)
         if runtime is None:
             raise RuntimeError(f"runtime {config.runtime} is not available on this host")
         code_dir = await self._code.unpack(config.code)
-        env = ExecutionEnvironment(config=config, runtime=runtime, code_dir=code_dir, ctx=self._ctx, network=network)
+        env = ExecutionEnvironment(
+            config=config, runtime=runtime, code_dir=code_dir, ctx=self._ctx, network=network, provisioned=provisioned
+        )
         try:
             await env.start()
         except BaseException:
@@ -107,17 +123,76 @@ class EnvironmentManager:
                 continue
             idle, pool.idle = pool.idle, []
             pool.retiring |= pool.busy
+            pool.provisioned_target = 0
             for env in idle:
                 await env.stop()
             if not pool.busy:
                 del self._pools[(fname, fversion)]
+
+    # --- provisioned concurrency -----------------------------------------------------------
+
+    def provision(self, config: FunctionConfig, count: int, *, network: str | None = None) -> None:
+        """Keep `count` environments of this version initialised ahead of traffic (0 stops that).
+
+        Returns at once; environments are built in the background (see `provisioned_state`).
+        """
+        key = (config.name, config.version)
+        pool = self._pools.setdefault(key, _Pool())
+        pool.provisioned_target = count
+        pool.provision_failure = None
+        # Fewer than before: surplus idle environments leave the pool now (stopped by the fill
+        # task); busy ones become ordinary on-demand environments.
+        keep = count
+        for env in [e for e in (*pool.busy, *pool.idle) if e.provisioned]:
+            if keep > 0:
+                keep -= 1
+            elif env in pool.busy:
+                env.provisioned = False
+            else:
+                pool.idle.remove(env)
+                pool.retiring.add(env)
+        running = self._fills.get(key)
+        if running is None or running.done():
+            task = asyncio.ensure_future(self._fill(key, config, _network_mode(network, self._ctx.network)))
+            self._fills[key] = task
+
+    async def _fill(self, key: tuple[str, str], config: FunctionConfig, network: NetworkMode) -> None:
+        while not self._closed:
+            pool = self._pools.get(key)
+            if pool is None:
+                return
+            for env in [e for e in pool.retiring if e.provisioned and e not in pool.busy]:
+                pool.retiring.discard(env)
+                await env.stop()
+            if pool.provisioned() >= pool.provisioned_target:
+                return
+            try:
+                env = await self._create(config, network, provisioned=True)
+            except (OSError, RuntimeError) as exc:  # the sandbox could not be built
+                log.error("provisioning %s:%s failed", *key, exc_info=exc)
+                pool.provision_failure = f"INTERNAL_ERROR: {exc}"
+                return
+            if env.init_failed:
+                await env.stop()
+                pool.provision_failure = "FUNCTION_ERROR_INIT_FAILURE"
+                return
+            if self._pools.get(key) is not pool or pool.provisioned_target == 0:
+                await env.stop()
+                return
+            pool.idle.append(env)
+
+    def provisioned_state(self, name: str, version: str) -> ProvisionedState:
+        pool = self._pools.get((name, version))
+        if pool is None:
+            return ProvisionedState(requested=0, allocated=0, failure=None)
+        return ProvisionedState(requested=pool.provisioned_target, allocated=pool.provisioned(), failure=pool.provision_failure)
 
     async def reap_idle(self) -> int:
         """Stop environments idle longer than the idle timeout; returns how many."""
         cutoff = time.monotonic() - self._idle_timeout
         reaped = 0
         for pool in list(self._pools.values()):
-            old = [e for e in pool.idle if e.idle_since < cutoff]
+            old = [e for e in pool.idle if e.idle_since < cutoff and not e.provisioned]
             for env in old:
                 pool.idle.remove(env)
                 await env.stop()
@@ -134,6 +209,11 @@ class EnvironmentManager:
     async def close(self) -> None:
         """Stop every environment (busy ones are killed; their invokes end as runtime exits)."""
         self._closed = True
+        fills = [t for t in self._fills.values() if not t.done()]
+        for t in fills:
+            t.cancel()
+        if fills:
+            await asyncio.gather(*fills, return_exceptions=True)
         for pool in list(self._pools.values()):
             for env in [*pool.idle, *pool.busy]:
                 await env.stop()

@@ -21,6 +21,7 @@ from lamina.functions import validate
 from lamina.model.errors import (
     InvalidParameterValueException,
     PreconditionFailedException,
+    ProvisionedConcurrencyConfigNotFoundException,
     ResourceConflictException,
     ResourceNotFoundException,
 )
@@ -32,6 +33,8 @@ from lamina.model.function import (
     FunctionState,
     LastUpdateStatus,
     LoggingConfig,
+    ProvisionedConfig,
+    ProvisionedState,
     StateInfo,
 )
 from lamina.model.ids import ALIAS_NAME, LATEST, VERSION_NUMBER, Arns, FunctionRef, validation_error
@@ -46,9 +49,15 @@ UNRESERVED_MINIMUM = 100
 
 
 class EnvironmentRetirer(Protocol):
-    """Stops a function's environments after an update or delete (wired to envs by server.py)."""
+    """What the control plane asks of execution environments (wired to envs by server.py)."""
 
-    async def retire(self, name: str, version: str | None = None) -> None: ...
+    async def retire(self, name: str, version: str | None = None) -> None:
+        """Stop a function's environments after an update or delete."""
+
+    def provision(self, config: FunctionConfig, count: int, *, network: str | None = None) -> None:
+        """Keep `count` environments of this version initialised ahead of traffic (0: none)."""
+
+    def provisioned_state(self, name: str, version: str) -> ProvisionedState: ...
 
 
 @dataclass(slots=True)
@@ -66,6 +75,8 @@ class FunctionRecord:
     aliases: dict[str, Alias] = field(default_factory=dict)
     # Reserved concurrency (PutFunctionConcurrency): a cap and a guarantee; 0 throttles everything.
     reserved: int | None = None
+    # Provisioned concurrency by qualifier (a version number or an alias name).
+    provisioned: dict[str, ProvisionedConfig] = field(default_factory=dict)
 
 
 def now_timestamp() -> str:
@@ -133,6 +144,10 @@ class FunctionService:
             )
             self._functions[stored.name] = rec
             self.total_reserved += stored.reserved or 0
+        for p in await self._repo.load_provisioned():
+            rec = self._functions[p.function_name]
+            rec.provisioned[p.qualifier] = p
+            self._retirer.provision(self._provisioned_version(rec, p.qualifier), p.requested, network=self.network_of(rec.name))
             if pending:
                 self._spawn(self._finish_update(rec.name, latest.revision_id))
 
@@ -370,6 +385,8 @@ class FunctionService:
                 )
             await self._repo.delete_version(name, qualifier)
             del rec.versions[qualifier]
+            if rec.provisioned.pop(qualifier, None) is not None:
+                await self._repo.delete_provisioned(name, qualifier)
             await self._retirer.retire(name, qualifier)
 
     # --- aliases -----------------------------------------------------------------------------
@@ -438,6 +455,9 @@ class FunctionService:
         async with self._lock(name):
             rec = self.record(name)
             if alias in rec.aliases:
+                if rec.provisioned.pop(alias, None) is not None:
+                    await self._repo.delete_provisioned(name, alias)
+                    self._retirer.provision(self._provisioned_version(rec, alias), 0)
                 await self._repo.delete_alias(name, alias)
                 del rec.aliases[alias]
 
@@ -471,6 +491,61 @@ class FunctionService:
             await self._repo.set_reserved(name, None)
             self.total_reserved -= rec.reserved or 0
             rec.reserved = None
+
+    # --- provisioned concurrency -------------------------------------------------------------
+
+    def _provisioned_version(self, rec: FunctionRecord, qualifier: str) -> FunctionConfig:
+        """The published version a provisioned-concurrency qualifier stands for."""
+        if qualifier == LATEST:
+            raise InvalidParameterValueException("Provisioned Concurrency Configs cannot be applied to unpublished function versions.")
+        if VERSION_NUMBER.match(qualifier):
+            config = rec.versions.get(qualifier)
+        else:
+            alias = rec.aliases.get(qualifier)
+            if alias is not None and alias.function_version == LATEST:
+                raise InvalidParameterValueException("Provisioned Concurrency Configs cannot be applied to unpublished function versions.")
+            config = rec.versions.get(alias.function_version) if alias is not None else None
+        if config is None:
+            raise ResourceNotFoundException(f"Function not found: {self.arns.function(rec.name, qualifier)}")
+        return config
+
+    async def put_provisioned(self, name: str, qualifier: str, count: int) -> ProvisionedConfig:
+        if count < 1:
+            raise validation_error(str(count), "provisionedConcurrentExecutions", "Member must have value greater than or equal to 1")
+        async with self._lock(name):
+            rec = self.record(name)
+            config = self._provisioned_version(rec, qualifier)
+            others = sum(p.requested for q, p in rec.provisioned.items() if q != qualifier)
+            if rec.reserved is not None and others + count > rec.reserved:
+                raise InvalidParameterValueException(
+                    "Requested Provisioned Concurrency should not be greater than the reservedConcurrentExecution for function"
+                )
+            p = ProvisionedConfig(function_name=name, qualifier=qualifier, requested=count, last_modified=now_timestamp())
+            await self._repo.put_provisioned(p)
+            rec.provisioned[qualifier] = p
+            self._retirer.provision(config, count, network=self.network_of(name))
+            return p
+
+    def get_provisioned(self, name: str, qualifier: str) -> tuple[ProvisionedConfig, ProvisionedState]:
+        rec = self.record(name)
+        p = rec.provisioned.get(qualifier)
+        if p is None:
+            raise ProvisionedConcurrencyConfigNotFoundException("No Provisioned Concurrency Config found for this function")
+        config = self._provisioned_version(rec, qualifier)
+        return p, self._retirer.provisioned_state(name, config.version)
+
+    def list_provisioned(self, name: str) -> list[tuple[ProvisionedConfig, ProvisionedState]]:
+        rec = self.record(name)
+        return [self.get_provisioned(name, q) for q in sorted(rec.provisioned)]
+
+    async def delete_provisioned(self, name: str, qualifier: str) -> None:
+        async with self._lock(name):
+            rec = self.record(name)
+            p = rec.provisioned.pop(qualifier, None)
+            if p is None:
+                raise ProvisionedConcurrencyConfigNotFoundException("No Provisioned Concurrency Config found for this function")
+            await self._repo.delete_provisioned(name, qualifier)
+            self._retirer.provision(self._provisioned_version(rec, qualifier), 0)
 
     # --- tags --------------------------------------------------------------------------------
 

@@ -63,3 +63,7 @@ class InvalidRequestContentException(_UserError):
 
 class UnsupportedMediaTypeException(_UserError):
     code, status = "UnsupportedMediaTypeException", 415
+
+
+class ProvisionedConcurrencyConfigNotFoundException(_UserError):
+    code, status = "ProvisionedConcurrencyConfigNotFoundException", 404

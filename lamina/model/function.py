@@ -143,3 +143,20 @@ class CreateFunctionInput:
     package_type: str = "Zip"
     publish: bool = False
     tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProvisionedState:
+    """How far provisioned concurrency for one version has got."""
+
+    requested: int
+    allocated: int
+    failure: str | None = None  # a StatusReason, e.g. FUNCTION_ERROR_INIT_FAILURE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProvisionedConfig:
+    function_name: str
+    qualifier: str  # as configured: a version number or an alias name
+    requested: int
+    last_modified: str

@@ -62,7 +62,8 @@ class SandboxCgroup(Protocol):
 
     def oom_kills(self) -> int: ...
 
-    def remove(self) -> None: ...
+    def remove(self, attempts: int = 50) -> bool:
+        """Delete the group; False if tasks (e.g. unreaped zombies) still hold it: try again later."""
 
 
 class CgroupDriver(Protocol):
@@ -110,22 +111,28 @@ def _procs(dir_: Path) -> list[int]:
         return []
 
 
-def _rmdir_tree(path: Path) -> None:
-    """Remove a cgroup directory and its children (cgroup dirs hold only kernel files)."""
+def _rmdir_tree(path: Path, attempts: int = 50) -> bool:
+    """Remove a cgroup directory and its children (cgroup dirs hold only kernel files).
+
+    Returns False if a task is still in it after `attempts` tries 2 ms apart (a killed task that
+    has not been reaped yet still counts as a member).
+    """
     if not path.is_dir():
-        return
+        return True
+    done = True
     for child in sorted((p for p in path.iterdir() if p.is_dir()), reverse=True):
-        _rmdir_tree(child)
-    for _ in range(50):
+        done = _rmdir_tree(child, attempts) and done
+    for _ in range(attempts):
         try:
             path.rmdir()
-            return
+            return True
         except OSError as exc:
             if exc.errno == errno.ENOENT:
-                return
+                return True
             if exc.errno != errno.EBUSY:
                 raise
             time.sleep(0.002)  # a killed task is still leaving the group
+    return False
 
 
 def own_paths(proc_cgroup: str) -> dict[str, str]:
@@ -183,8 +190,8 @@ class V2Cgroup:
     def oom_kills(self) -> int:
         return _keyed(self.path / "memory.events", "oom_kill")
 
-    def remove(self) -> None:
-        _rmdir_tree(self.path)
+    def remove(self, attempts: int = 50) -> bool:
+        return _rmdir_tree(self.path, attempts)
 
 
 class V2Driver:
@@ -299,11 +306,11 @@ class V1Cgroup:
     def oom_kills(self) -> int:
         return _keyed(self._dirs["memory"] / "memory.oom_control", "oom_kill")
 
-    def remove(self) -> None:
-        for d in self._dirs.values():
-            _rmdir_tree(d)
+    def remove(self, attempts: int = 50) -> bool:
+        done = all([_rmdir_tree(d, attempts) for d in self._dirs.values()])
         if self._unified is not None:
-            _rmdir_tree(self._unified)
+            done = _rmdir_tree(self._unified, attempts) and done
+        return done
 
 
 class V1Driver:

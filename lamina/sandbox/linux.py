@@ -93,6 +93,8 @@ class BwrapHost:
     cgroups: CgroupDriver
     uids: UidPool | None  # None when not root: sandboxes run as the server's own uid
     etc: list[str] = field(default_factory=list)  # bwrap arguments building /etc (rootfs.etc_binds)
+    # Cgroups whose killed tasks were not reaped yet when their sandbox was destroyed.
+    leftover_cgroups: list[SandboxCgroup] = field(default_factory=list)
     # Set up on the host only when the first sandbox with outbound network starts.
     outbound: network.OutboundNetwork = field(default_factory=network.OutboundNetwork)
     prlimit: str | None = field(default_factory=lambda: shutil.which("prlimit"))
@@ -110,6 +112,9 @@ class BwrapHost:
 
     def close(self) -> None:
         """Undo what the server's sandboxes set up on the host: cgroups, network rules."""
+        for cgroup in self.leftover_cgroups:
+            cgroup.remove(attempts=1500)  # up to 3 s: the host's init reaps killed pid 1s late
+        self.leftover_cgroups.clear()
         self.cgroups.cleanup()
         self.outbound.close()
 
@@ -307,8 +312,8 @@ class BwrapSandbox:
         self.close_output()
         await self._detach_network()
         cgroup, self._cgroup = self._cgroup, None
-        if cgroup is not None:
-            await asyncio.to_thread(cgroup.remove)
+        if cgroup is not None and not await asyncio.to_thread(cgroup.remove):
+            self._host.leftover_cgroups.append(cgroup)
         await asyncio.to_thread(rootfs.remove_tmp, self._setup.work_dir, self._tmp_mounted)
         if self._uid is not None and self._host.uids is not None:
             self._host.uids.release(self._uid)

@@ -38,6 +38,16 @@ _SCHEMA = [
     """
     ALTER TABLE functions ADD COLUMN reserved INTEGER;
     """,
+    # version 3: provisioned concurrency per version or alias
+    """
+    CREATE TABLE provisioned(
+        name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        qualifier TEXT NOT NULL,
+        requested INTEGER NOT NULL,
+        last_modified TEXT NOT NULL,
+        PRIMARY KEY(name, qualifier)
+    );
+    """,
 ]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from lamina.model.function import (
     Alias,
+    ProvisionedConfig,
     CodeRef,
     FunctionConfig,
     FunctionState,
@@ -196,3 +197,21 @@ class FunctionRepo:
 
     async def set_reserved(self, name: str, reserved: int | None) -> None:
         await self._db.run(lambda conn: conn.execute("UPDATE functions SET reserved=? WHERE name=?", (reserved, name)))
+
+    async def load_provisioned(self) -> list[ProvisionedConfig]:
+        def q(conn: sqlite3.Connection) -> list[ProvisionedConfig]:
+            rows = conn.execute("SELECT name, qualifier, requested, last_modified FROM provisioned ORDER BY name, qualifier")
+            return [ProvisionedConfig(function_name=n, qualifier=q_, requested=r, last_modified=m) for n, q_, r, m in rows]
+
+        return await self._db.run(q)
+
+    async def put_provisioned(self, p: ProvisionedConfig) -> None:
+        await self._db.run(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO provisioned(name, qualifier, requested, last_modified) VALUES (?,?,?,?)",
+                (p.function_name, p.qualifier, p.requested, p.last_modified),
+            )
+        )
+
+    async def delete_provisioned(self, name: str, qualifier: str) -> None:
+        await self._db.run(lambda conn: conn.execute("DELETE FROM provisioned WHERE name=? AND qualifier=?", (name, qualifier)))
