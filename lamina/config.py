@@ -25,6 +25,8 @@ class Settings:
     account_id: str = "000000000000"
     # Account concurrency limit (Lambda's default is 1,000 per region).
     max_concurrency: int = 1000
+    # MB of MemorySize that live environments may hold together; 0 = 80 % of the host's memory.
+    memory_budget: int = 0
     # Seconds an idle environment is kept warm before it is stopped.
     idle_timeout: float = 300.0
     # Lambda's on-demand init limit (spec 5.1).

@@ -152,6 +152,7 @@ async def run(settings: Settings) -> None:
         catalog=catalog,
         code=code,
         idle_timeout=settings.idle_timeout,
+        memory_budget_mb=settings.memory_budget or host_memory_budget_mb(),
     )
     functions = FunctionService(
         repo=FunctionRepo(db),
@@ -215,6 +216,15 @@ async def run(settings: Settings) -> None:
         logs.close()
         await db.close()
         print("Lamina stopped.", flush=True)
+
+
+def host_memory_budget_mb() -> int:
+    """80 % of the host's memory (MemTotal), the default room for environments."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 8 // 10 // 1024
+    return 4096
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -69,6 +69,9 @@ async def environments(request: Request, s: Services) -> Response:
             "busy": stats.busy,
             "coldStarts": stats.cold_starts,
             "warmStarts": stats.warm_starts,
+            "memoryCommittedMb": stats.memory_committed_mb,
+            "memoryBudgetMb": stats.memory_budget_mb,
+            "evictions": stats.evictions,
             "details": [
                 {"id": d.id, "function": d.function, "version": d.version, "state": d.state.value,
                  "invocations": d.invocations, "warm": d.warm, "provisioned": d.provisioned}  # fmt: skip

@@ -80,6 +80,14 @@ def up(
         int | None,
         typer.Option("--max-concurrency", help="Account concurrency limit. \\[default: 1000]"),
     ] = None,
+    memory_budget: Annotated[
+        int | None,
+        typer.Option(
+            "--memory-budget",
+            help="MB of MemorySize that environments may hold together; past it idle ones are evicted "
+            "(least recently used), then invokes throttled. \\[default: 80% of the host's memory]",
+        ),
+    ] = None,
     isolation: Annotated[
         str | None,
         typer.Option(
@@ -113,6 +121,7 @@ def up(
         data_dir=data_dir,
         idle_timeout=idle_timeout,
         max_concurrency=max_concurrency,
+        memory_budget=memory_budget,
         isolation=isolation,
         network=network,
     )

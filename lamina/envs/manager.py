@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from lamina.envs.environment import EnvironmentContext, EnvironmentStatistics, EnvState, ExecutionEnvironment
+from lamina.model.errors import TooManyRequestsException
 from lamina.model.function import FunctionConfig, ProvisionedState
 from lamina.runtimes.catalog import RuntimeCatalog
 from lamina.sandbox.base import NetworkMode
@@ -47,15 +48,30 @@ class ManagerStatistics:
     busy: int
     cold_starts: int
     warm_starts: int
+    memory_committed_mb: int
+    memory_budget_mb: int
+    evictions: int
     details: list[EnvironmentStatistics]
 
 
 class EnvironmentManager:
-    def __init__(self, *, ctx: EnvironmentContext, catalog: RuntimeCatalog, code: CodeStore, idle_timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        ctx: EnvironmentContext,
+        catalog: RuntimeCatalog,
+        code: CodeStore,
+        idle_timeout: float,
+        memory_budget_mb: int = 1 << 30,
+    ) -> None:
         self._ctx = ctx
         self._catalog = catalog
         self._code = code
         self._idle_timeout = idle_timeout
+        # Σ MemorySize of live environments may not pass this (memory-aware admission).
+        self._budget_mb = memory_budget_mb
+        self._committed_mb = 0
+        self._evictions = 0
         self._pools: dict[tuple[str, str], _Pool] = {}
         self._cold = 0
         self._warm = 0
@@ -101,14 +117,47 @@ class EnvironmentManager:
                     return pool.idle.pop(i)
         return pool.idle.pop() if pool.idle else None
 
+    async def _admit(self, memory_mb: int) -> None:
+        """Make room for an environment of `memory_mb`: evict idle environments of any function,
+        least recently used first (never provisioned ones); throttle (429) if that is not enough."""
+        if self._committed_mb + memory_mb > self._budget_mb:
+            idle = sorted(
+                ((env, pool) for pool in self._pools.values() for env in pool.idle if not env.provisioned),
+                key=lambda pair: pair[0].idle_since,
+            )
+            for env, pool in idle:
+                if self._committed_mb + memory_mb <= self._budget_mb:
+                    break
+                if env in pool.idle:
+                    pool.idle.remove(env)
+                    self._evictions += 1
+                    await env.stop()
+        if self._committed_mb + memory_mb > self._budget_mb:
+            raise TooManyRequestsException("Rate Exceeded.", reason="ConcurrentInvocationLimitExceeded")
+        self._committed_mb += memory_mb
+
+    def _released(self, env: ExecutionEnvironment) -> None:
+        self._committed_mb -= env.config.memory_size
+
     async def _create(self, config: FunctionConfig, network: NetworkMode, *, provisioned: bool = False) -> ExecutionEnvironment:
         runtime = self._catalog.get(config.runtime)
         if runtime is None:
             raise RuntimeError(f"runtime {config.runtime} is not available on this host")
         code_dir = await self._code.unpack(config.code)
-        env = ExecutionEnvironment(
-            config=config, runtime=runtime, code_dir=code_dir, ctx=self._ctx, network=network, provisioned=provisioned
-        )
+        await self._admit(config.memory_size)
+        try:
+            env = ExecutionEnvironment(
+                config=config,
+                runtime=runtime,
+                code_dir=code_dir,
+                ctx=self._ctx,
+                network=network,
+                provisioned=provisioned,
+                on_dead=self._released,  # gives its memory back to the budget
+            )
+        except BaseException:
+            self._committed_mb -= config.memory_size
+            raise
         try:
             await env.start()
         except BaseException:
@@ -227,6 +276,9 @@ class EnvironmentManager:
             busy=sum(len(p.busy) for p in self._pools.values()),
             cold_starts=self._cold,
             warm_starts=self._warm,
+            memory_committed_mb=self._committed_mb,
+            memory_budget_mb=self._budget_mb,
+            evictions=self._evictions,
             details=details,
         )
 
