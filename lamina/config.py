@@ -23,8 +23,9 @@ class Settings:
     data_dir: Path = field(default_factory=lambda: Path("data"))
     region: str = "us-east-1"
     account_id: str = "000000000000"
-    # Account concurrency limit (Lambda's default is 1,000 per region).
-    max_concurrency: int = 1000
+    # Account concurrency limit; 0 = derived from memory: Lambda's 1,000, but no more than the
+    # memory budget holds at 128 MB per environment.
+    max_concurrency: int = 0
     # MB of MemorySize that live environments may hold together; 0 = 80 % of the host's memory.
     memory_budget: int = 0
     # Seconds an idle environment is kept warm before it is stopped.

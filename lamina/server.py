@@ -19,7 +19,7 @@ import sys
 from collections.abc import Iterator
 
 import uvicorn
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from collections.abc import Callable
 import os
@@ -131,6 +131,9 @@ def _prepare_data_dir(data: Path, sandboxed: bool) -> None:
 
 
 async def run(settings: Settings) -> None:
+    memory_budget = settings.memory_budget or host_memory_budget_mb()
+    concurrency = settings.max_concurrency or max(1, min(1000, memory_budget // 128))
+    settings = replace(settings, memory_budget=memory_budget, max_concurrency=concurrency)
     data = settings.data_dir.resolve()
     isolation = choose_isolation(settings, data)
     _prepare_data_dir(data, isolation.mode == "sandbox")
@@ -152,7 +155,7 @@ async def run(settings: Settings) -> None:
         catalog=catalog,
         code=code,
         idle_timeout=settings.idle_timeout,
-        memory_budget_mb=settings.memory_budget or host_memory_budget_mb(),
+        memory_budget_mb=settings.memory_budget,
     )
     functions = FunctionService(
         repo=FunctionRepo(db),

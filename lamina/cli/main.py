@@ -78,7 +78,10 @@ def up(
     ] = None,
     max_concurrency: Annotated[
         int | None,
-        typer.Option("--max-concurrency", help="Account concurrency limit. \\[default: 1000]"),
+        typer.Option(
+            "--max-concurrency",
+            help="Account concurrency limit. \\[default: 1000, or fewer if the memory budget holds fewer 128 MB environments]",
+        ),
     ] = None,
     memory_budget: Annotated[
         int | None,

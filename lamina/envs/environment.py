@@ -134,6 +134,7 @@ class ExecutionEnvironment:
         self._partial = b""
         self._pending: list[tuple[int, str]] = []  # log events not yet written
         self._tail: list[str] | None = None  # this invocation's lines, when a tail is wanted
+        self._start_kind = "cold"  # of the invocation in flight: cold, warm or provisioned
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -385,6 +386,8 @@ class ExecutionEnvironment:
         deadline = t_start + c.timeout
         init_ms = self._init_ms
         self._init_ms = None
+        cold = init_ms is not None or self._needs_launch
+        self._start_kind = "cold" if cold else ("provisioned" if self.provisioned else "warm")
         if self._needs_launch:
             # Suppressed init or a reset: init again inside this invoke, within its timeout.
             t0 = time.perf_counter()
@@ -462,6 +465,7 @@ class ExecutionEnvironment:
             billed_ms=logfmt.billed_ms(duration),
             max_memory_mb=math.ceil(peak / 1048576),
             init_ms=init_ms,
+            start=self._start_kind,
         )
         self._log(logfmt.end_line(inv.request_id))
         self._log(

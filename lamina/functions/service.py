@@ -144,12 +144,12 @@ class FunctionService:
             )
             self._functions[stored.name] = rec
             self.total_reserved += stored.reserved or 0
+            if pending:
+                self._spawn(self._finish_update(rec.name, latest.revision_id))
         for p in await self._repo.load_provisioned():
             rec = self._functions[p.function_name]
             rec.provisioned[p.qualifier] = p
             self._retirer.provision(self._provisioned_version(rec, p.qualifier), p.requested, network=self.network_of(rec.name))
-            if pending:
-                self._spawn(self._finish_update(rec.name, latest.revision_id))
 
     async def close(self) -> None:
         """Wait for background code unpacking to end (cancelled)."""

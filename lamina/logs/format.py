@@ -37,6 +37,8 @@ def report_line(
         parts.append(f"Status: {status}")
     if error_type:
         parts.append(f"Error Type: {error_type}")
+    # Lamina's addition, last so Lambda's fields keep their places: cold, warm or provisioned.
+    parts.append(f"Start: {timings.start}")
     return "\t".join(parts) + "\t"
 
 

@@ -55,6 +55,8 @@ class InvokeTimings:
     billed_ms: int
     max_memory_mb: int
     init_ms: float | None = None
+    # How the invocation found its environment: "cold" (it ran init), "warm", or "provisioned".
+    start: str = "warm"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -73,4 +73,13 @@ def test_reservation_survives_restart(data_dir: Path) -> None:
     with running_server(data_dir) as srv:
         c = srv.client()
         assert c.get_function_concurrency(FunctionName="kept")["ReservedConcurrentExecutions"] == 3
-        assert c.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == 997
+        limit = c.get_account_settings()["AccountLimit"]
+        assert limit["UnreservedConcurrentExecutions"] == limit["ConcurrentExecutions"] - 3
+
+
+def test_account_limit_is_derived_from_memory(data_dir: Path) -> None:
+    with running_server(data_dir, extra_args=("--memory-budget", "1280")) as srv:
+        limit = srv.client().get_account_settings()["AccountLimit"]
+        assert limit["ConcurrentExecutions"] == 10  # 1,280 MB holds ten 128 MB environments
+    with running_server(data_dir, extra_args=("--memory-budget", "1280", "--max-concurrency", "50")) as srv:
+        assert srv.client().get_account_settings()["AccountLimit"]["ConcurrentExecutions"] == 50

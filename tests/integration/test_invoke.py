@@ -69,8 +69,10 @@ def test_log_tail_has_lambda_lines(lambda_client: Any, fname: str) -> None:
     used = int(report[4].removeprefix("Max Memory Used: ").removesuffix(" MB"))
     assert 1 <= used < 256  # measured from the process, not copied from the config
     assert report[5].startswith("Init Duration: ")  # the first invoke of a new environment
+    assert report[-2] == "Start: cold"  # Lamina's own last field
     warm = tail(lambda_client.invoke(FunctionName=fname, Payload=b"{}", LogType="Tail"))
     assert "Init Duration" not in warm
+    assert warm.rstrip("\n").splitlines()[-1].endswith("\tStart: warm\t")
 
 
 def test_log_tail_is_at_most_4kb(lambda_client: Any, fname: str) -> None:

@@ -66,6 +66,7 @@ def test_provisioned_environments_serve_warm(server: RunningServer, lambda_clien
     assert [r[0]["init"] for r in results] == ["provisioned-concurrency"] * 2
     assert len({r[0]["token"] for r in results}) == 2
     assert not any("Init Duration" in tail for _, tail in results)
+    assert all("\tStart: provisioned\t" in tail for _, tail in results)
     listed = lambda_client.list_provisioned_concurrency_configs(FunctionName=fname)["ProvisionedConcurrencyConfigs"]
     assert [c["FunctionArn"] for c in listed] == [f"arn:aws:lambda:us-east-1:000000000000:function:{fname}:{version}"]
 
