@@ -48,9 +48,12 @@ What it guarantees
   ``[ERROR] Type: message`` plus the traceback, joined by ``\\r`` so they stay one line.
 - stdout and stderr are line-buffered, write-through and flushed before every POST, so everything
   an invocation printed is in the pipe before the platform sees its result.
-- All Runtime API calls share one persistent HTTP/1.1 connection with TCP_NODELAY. The connection
-  class keeps its own copies of http.client's methods, so libraries that patch http.client (X-Ray,
-  Sentry, OpenTelemetry) neither trace nor break the runtime's own calls.
+- All Runtime API calls share one persistent HTTP/1.1 connection with TCP_NODELAY, spoken by a
+  small client of this file's own on the ``_socket`` functions it bound at import (no
+  ``http.client``: its imports cost more than the rest of start-up). Libraries that patch
+  ``socket`` or ``http.client`` (gevent, X-Ray, Sentry, OpenTelemetry) neither trace nor break the
+  runtime's own calls, and ``socket.setdefaulttimeout()`` does not apply to them. A keep-alive
+  connection the server closed while idle is reopened once, transparently.
 - If a Runtime API call fails (no connection, non-200 on ``/next``, non-2xx on a POST), one line
   starting with ``LAMBDA_RUNTIME`` goes to stderr and the process exits with status 1.
 """
@@ -58,12 +61,18 @@ What it guarantees
 import os
 import sys
 
-# Everything the client needs, imported before the task root goes on sys.path (see above).
-import http.client
+# Everything the client needs, imported before the task root goes on sys.path (see above), and
+# nothing more: these imports are most of a cold start's own cost (see ``-X importtime``), so each
+# must be needed before the first invoke. `json` (events) and `logging` (the root logger must be
+# set up before user code is imported) are; `http.client` is not: it pulls in `email.*` and `ssl`,
+# more than everything else together, so the transport below speaks HTTP itself. `_socket` is the
+# C module under `socket`, whose Python wrapper would add `selectors` and its enums for nothing
+# used here. Anything else is imported where it is used (`re` for Decimals, `traceback` for JSON
+# logs; both are in sys.modules already, loaded by `json` and `logging`).
+import _socket
 import importlib
 import json
 import logging
-import socket
 import time
 
 _PREFIX = "/2018-06-01/runtime"
@@ -95,7 +104,8 @@ _UNHANDLED_EXCEPTION_WARNING = (
     "https://docs.aws.amazon.com/lambda/latest/dg/runtimes-update.html\r"
 )
 
-_THIS_FILE = __file__
+# This code's file name as tracebacks show it (also right if the client is ever run from a .pyc).
+_THIS_FILE = sys._getframe().f_code.co_filename
 
 # The invocation being served; the logging filter stamps it on every record. Like Lambda, it keeps
 # the last id after the invocation ends (background threads log under it until the next one).
@@ -483,95 +493,283 @@ def _error_from_exception(exc, request_id):
 # Runtime API transport
 # ---------------------------------------------------------------------------------------------
 
+# Bound once at import: user code that patches or wraps `socket` (gevent, X-Ray, Sentry,
+# OpenTelemetry) or its module functions later cannot reach the runtime's own connection. The
+# methods of `_socket.socket` belong to a C type and cannot be patched at all.
+_Socket = _socket.socket
+_getaddrinfo = _socket.getaddrinfo
+_SOCK_STREAM = _socket.SOCK_STREAM
+_NODELAY = (_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
 
-class _RapiResponse(http.client.HTTPResponse):
-    read = http.client.HTTPResponse.read
-
-
-class _RapiConnection(http.client.HTTPConnection):
-    """http.client.HTTPConnection with private copies of the methods instrumentation patches."""
-
-    response_class = _RapiResponse
-    putrequest = http.client.HTTPConnection.putrequest
-    putheader = http.client.HTTPConnection.putheader
-    endheaders = http.client.HTTPConnection.endheaders
-    getresponse = http.client.HTTPConnection.getresponse
-    send = http.client.HTTPConnection.send
-    _base_connect = http.client.HTTPConnection.connect
-    _base_send_output = http.client.HTTPConnection._send_output
-
-    def connect(self):
-        self._base_connect()
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def _send_output(self, message_body=None, encode_chunked=False):
-        # http.client sends the head and the body with two send() calls; a small body goes out
-        # with its head in one (one syscall, one segment). `_buffer` holds the head's lines in
-        # every CPython 3.x.
-        if message_body is None or len(message_body) > 65536:
-            return self._base_send_output(message_body, encode_chunked)
-        self._buffer.extend((b"", b""))
-        head = b"\r\n".join(self._buffer)
-        del self._buffer[:]
-        self.send(head + message_body)
+_MAX_LINE = 65536  # longest status or header line accepted (http.client's limit)
+_SEND_IN_ONE = 65536  # bodies up to this size go out in the same send as their head
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
 
 
 class RuntimeApiError(Exception):
     pass
 
 
-class _RuntimeApi(object):
-    def __init__(self, address):
-        self.address = address
-        # timeout=None: blocking, whatever socket.setdefaulttimeout() user code sets; /next may
-        # legitimately wait for a long time (the environment can be frozen while parked).
-        self._conn = _RapiConnection(address, timeout=None)
-        self._agent = "lamina-python/%d.%d.%d" % sys.version_info[:3]
+class HttpProtocolError(Exception):
+    """The Runtime API's reply was not well-formed HTTP, or the connection ended inside it."""
 
-    def _call(self, method, path, body=None, headers=()):
-        conn = self._conn
+
+class RemoteDisconnected(HttpProtocolError):
+    """The connection ended before the first byte of a reply (named as http.client names it)."""
+
+
+def _split_address(address):
+    """(host, port, Host header) of AWS_LAMBDA_RUNTIME_API (`host:port`, `[v6]:port`, or a host
+    alone for port 80), as http.client splits and renders it."""
+    host, port = address, 80
+    colon, bracket = address.rfind(":"), address.rfind("]")
+    if colon > bracket:
+        digits = address[colon + 1:]
+        if digits:
+            if not (digits.isascii() and digits.isdigit()):
+                raise RuntimeApiError("Invalid AWS_LAMBDA_RUNTIME_API %r: nonnumeric port" % address)
+            port = int(digits)
+        host = address[:colon]
+    if host[:1] == "[" and host[-1:] == "]":
+        host = host[1:-1]
+    shown = "[%s]" % host if ":" in host else host
+    return host, port, shown if port == 80 else "%s:%d" % (shown, port)
+
+
+def _header_bytes(value):
+    # A value can hold an exception's class name (the init error type): keep it on one line and
+    # encodable, where http.client raised and the runtime died without reporting the error.
+    return value.replace("\r", " ").replace("\n", " ").encode("latin-1", "backslashreplace")
+
+
+class _RuntimeApi(object):
+    """A minimal HTTP/1.1 client for the Runtime API over one persistent connection.
+
+    Requests carry a Content-Length (never chunked) and go out in one send with their head.
+    Replies may be delimited by Content-Length, chunked, or (Connection: close / HTTP/1.0) the end
+    of the connection; header names are case-insensitive and values are decoded as latin-1, as
+    http.client does. The socket is blocking with no timeout whatever socket.setdefaulttimeout()
+    user code sets: /next may legitimately wait for a long time (the environment can be frozen while
+    parked). A reply that closes the connection makes the next call open a new one.
+    """
+
+    def __init__(self, address):
+        self._host, self._port, host_header = _split_address(address)
+        self._sock = None
+        self._buf = bytearray()  # received bytes not parsed yet
+        self._received = False  # whether any byte of the current reply has arrived
+        # The headers every request starts with, as http.client sent them (no Accept-Encoding).
+        agent = "lamina-python/%d.%d.%d" % sys.version_info[:3]
+        self._head = b"Host: " + _header_bytes(host_header) + b"\r\nUser-Agent: " + agent.encode("ascii") + b"\r\n"
+        self._next_request = b"GET " + _NEXT_PATH.encode("ascii") + b" HTTP/1.1\r\n" + self._head + b"\r\n"
+
+    # -- connection
+
+    def _connect(self):
+        host = self._host
         try:
-            conn.putrequest(method, path, skip_accept_encoding=True)
-            conn.putheader("User-Agent", self._agent)
-            for name, value in headers:
-                conn.putheader(name, value)
-            conn.endheaders(body)
-            resp = conn.getresponse()
-            data = resp.read()
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            raise RuntimeApiError("%s %s failed: %s: %s" % (method, path, type(exc).__name__, exc))
-        return resp, data
+            host = host.encode("ascii")  # a str would make getaddrinfo import the idna codec
+        except UnicodeEncodeError:
+            pass
+        error = None
+        for family, kind, proto, _, address in _getaddrinfo(host, self._port, 0, _SOCK_STREAM):
+            sock = _Socket(family, kind, proto)
+            try:
+                sock.settimeout(None)  # new sockets start with socket.getdefaulttimeout()
+                sock.setsockopt(*_NODELAY)
+                sock.connect(address)
+            except OSError as exc:
+                sock.close()
+                error = exc
+                continue
+            self._sock = sock
+            return
+        raise error or OSError("getaddrinfo returned no address for %r" % self._host)
+
+    def close(self):
+        sock, self._sock = self._sock, None
+        del self._buf[:]
+        if sock is not None:
+            sock.close()
+
+    # -- reading
+
+    def _fill(self):
+        """Receive more bytes into the buffer; False at the end of the connection."""
+        data = self._sock.recv(65536)
+        if not data:
+            return False
+        self._buf += data
+        self._received = True
+        return True
+
+    def _readline(self):
+        """The next line without its line ending (CRLF, or a bare LF as http.client allows)."""
+        buf = self._buf
+        start = 0
+        while True:
+            end = buf.find(b"\n", start)
+            if end >= 0:
+                line = bytes(buf[:end])
+                del buf[: end + 1]
+                return line[:-1] if line[-1:] == b"\r" else line
+            if len(buf) > _MAX_LINE:
+                raise HttpProtocolError("header line longer than %d bytes" % _MAX_LINE)
+            start = len(buf)
+            if not self._fill():
+                if self._received:
+                    raise HttpProtocolError("connection closed inside the response head")
+                raise RemoteDisconnected("Remote end closed connection without response")
+
+    def _read_exact(self, size):
+        buf = self._buf
+        if len(buf) >= size:
+            data = bytes(buf[:size])
+            del buf[:size]
+            return data
+        # Large bodies (events up to 6 MiB) are received straight into place.
+        out = bytearray(size)
+        view = memoryview(out)
+        have = len(buf)
+        view[:have] = buf
+        del buf[:]
+        while have < size:
+            got = self._sock.recv_into(view[have:])
+            if not got:
+                raise HttpProtocolError("connection closed after %d of %d body bytes" % (have, size))
+            have += got
+        return bytes(out)
+
+    def _read_until_close(self):
+        while self._fill():
+            pass
+        data = bytes(self._buf)
+        del self._buf[:]
+        return data
+
+    def _read_chunked(self):
+        parts = []
+        while True:
+            size = self._readline().split(b";", 1)[0].strip()  # chunk extensions are ignored
+            if not size or len(size) > 16 or size.strip(_HEX_DIGITS):
+                raise HttpProtocolError("bad chunk size line %r" % size[:40])
+            size = int(size, 16)
+            if size == 0:
+                break
+            parts.append(self._read_exact(size))
+            if self._readline():
+                raise HttpProtocolError("chunk not followed by CRLF")
+        while self._readline():  # trailer fields, ignored like http.client does
+            pass
+        return b"".join(parts)
+
+    def _read_response(self):
+        """(status, {lower-cased name: value}, body) of the next reply on the connection."""
+        while True:
+            line = self._readline()
+            parts = line.split(None, 2)
+            if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or len(parts[1]) != 3 or not parts[1].isdigit():
+                raise HttpProtocolError("bad status line %r" % line[:80])
+            status = int(parts[1])
+            headers = {}
+            name = None
+            while True:
+                line = self._readline()
+                if not line:
+                    break
+                if line[:1] in (b" ", b"\t") and name is not None:  # obsolete line folding
+                    headers[name] += " " + line.strip(b" \t").decode("latin-1")
+                    continue
+                raw_name, colon, value = line.partition(b":")
+                if not colon:
+                    continue  # not a header line; skipped, as http.client's parser does
+                # Repeated names keep the last value, as the dict built from http.client did.
+                name = raw_name.strip(b" \t").decode("latin-1").lower()
+                headers[name] = value.strip(b" \t").decode("latin-1")
+            if not 100 <= status < 200:
+                break
+            # An interim reply (100 Continue, 103 Early Hints) has no body; the real one follows.
+
+        connection = [token.strip() for token in headers.get("connection", "").lower().split(",")]
+        will_close = "close" in connection or (parts[0] == b"HTTP/1.0" and "keep-alive" not in connection)
+        encoding = headers.get("transfer-encoding")
+        length = headers.get("content-length")
+        if status == 204 or status == 304:
+            body = b""
+        elif encoding is not None and encoding.lower().rsplit(",", 1)[-1].strip() == "chunked":
+            body = self._read_chunked()
+        elif length is not None:
+            if not (length.isascii() and length.isdigit()):
+                raise HttpProtocolError("bad Content-Length %r" % length[:40])
+            body = self._read_exact(int(length))
+        else:
+            body = self._read_until_close()
+            will_close = True
+        if will_close:
+            self.close()
+        return status, headers, body
+
+    # -- requests
+
+    def _call(self, method, path, request, body=b""):
+        """Send one request (`request` is its head, blank line included) and read the reply.
+
+        A keep-alive connection the server closed while it sat idle only shows that when it is
+        used: the send fails, or the reply is the end of the connection. If nothing of a reply
+        came back on a reused connection, the server never handled the request, so it is sent
+        once more on a new connection; any other failure is a RuntimeApiError.
+        """
+        for attempt in (1, 2):
+            reused = self._sock is not None
+            self._received = False
+            try:
+                if self._sock is None:
+                    self._connect()
+                sock = self._sock
+                if len(body) <= _SEND_IN_ONE:
+                    sock.sendall(request + body)  # one syscall and, mostly, one segment
+                else:  # not worth copying a large body to save one send
+                    sock.sendall(request)
+                    sock.sendall(body)
+                return self._read_response()
+            except (OSError, HttpProtocolError) as exc:
+                self.close()
+                if attempt == 1 and reused and not self._received:
+                    continue
+                raise RuntimeApiError("%s %s failed: %s: %s" % (method, path, type(exc).__name__, exc))
 
     def next(self):
         """(headers with lower-cased names, body) of the next invocation."""
-        resp, body = self._call("GET", _NEXT_PATH)
-        if resp.status != 200:
-            raise RuntimeApiError("Failed to get next invocation. Http response code: %d." % resp.status)
-        return {name.lower(): value for name, value in resp.headers.items()}, body
+        status, headers, body = self._call("GET", _NEXT_PATH, self._next_request)
+        if status != 200:
+            raise RuntimeApiError("Failed to get next invocation. Http response code: %d." % status)
+        return headers, body
 
-    def _post(self, path, body, first_header):
-        resp, _ = self._call("POST", path, body, (first_header, ("Content-Length", str(len(body)))))
-        return resp.status
+    def _post(self, path, body, name, value):
+        # Paths hold request ids from /next: refuse anything that could break the request line.
+        if not (path.isascii() and path.isprintable()) or " " in path:
+            raise RuntimeApiError("POST %r failed: invalid characters in the path" % path)
+        request = b"".join((
+            b"POST ", path.encode("ascii"), b" HTTP/1.1\r\n", self._head,
+            name, b": ", _header_bytes(value), b"\r\nContent-Length: %d\r\n\r\n" % len(body),
+        ))  # fmt: skip
+        return self._call("POST", path, request, body)[0]
 
     def post_response(self, request_id, body, content_type):
-        status = self._post(_INVOCATION_PATH + request_id + "/response", body, ("Content-Type", content_type))
+        status = self._post(_INVOCATION_PATH + request_id + "/response", body, b"Content-Type", content_type)
         if not 200 <= status < 300:
             raise RuntimeApiError("Failed to post handler success response. Http response code: %d." % status)
 
     def post_error(self, request_id, body):
-        status = self._post(_INVOCATION_PATH + request_id + "/error", body, ("Content-Type", "application/json"))
+        status = self._post(_INVOCATION_PATH + request_id + "/error", body, b"Content-Type", "application/json")
         if not 200 <= status < 300:
             raise RuntimeApiError("Failed to post handler error response. Http response code: %d." % status)
 
     def post_init_error(self, error_type, body):
         # Like awslambdaric: the error type in a header, no Content-Type.
-        status = self._post(_INIT_ERROR_PATH, body, ("Lambda-Runtime-Function-Error-Type", error_type))
+        status = self._post(_INIT_ERROR_PATH, body, b"Lambda-Runtime-Function-Error-Type", error_type)
         if status != 202:
             raise RuntimeApiError("Failed to post init error. Http response code: %d." % status)
-
-    def close(self):
-        self._conn.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -650,7 +848,7 @@ def _fatal(api, message):
 
 
 def _reencode_header(value):
-    """http.client decodes header values as latin-1; the platform sends UTF-8 JSON."""
+    """Header values are decoded as latin-1 (as http.client did); the platform sends UTF-8 JSON."""
     if value is not None and not value.isascii():
         try:
             return value.encode("latin-1").decode("utf-8")
@@ -741,7 +939,10 @@ def main():
     address = env.get("AWS_LAMBDA_RUNTIME_API")
     if not address:
         _fatal(None, "AWS_LAMBDA_RUNTIME_API is not set.")
-    api = _RuntimeApi(address)
+    try:
+        api = _RuntimeApi(address)
+    except RuntimeApiError as exc:
+        _fatal(None, str(exc))
     encoder = _Encoder(_ensure_ascii())
     _context_statics()
     _setup_sys_path(env)
