@@ -69,8 +69,6 @@ class EnvironmentContext:
     # Builds the isolation for one environment (the backend chosen at start, ARCHITECTURE rule 10).
     sandboxes: Callable[[SandboxSetup], Sandbox]
     network: NetworkMode = "none"
-    # Freeze environments between invocations (Lambda does; spec 5.1).
-    freeze_idle: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -321,7 +319,7 @@ class ExecutionEnvironment:
 
     def _freeze(self) -> None:
         """Freeze an idle environment, as Lambda does between invocations (spec 5.1)."""
-        if self._running and not self._frozen and self._ctx.freeze_idle:
+        if self._running and not self._frozen:
             self._sandbox.freeze()
             self._frozen = True
 

@@ -22,6 +22,12 @@ from lamina.runtimeapi.session import NextEvent, PostStatus, RuntimeGone, Runtim
 _REASONS = {200: b"OK", 202: b"Accepted", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found",
             405: b"Method Not Allowed", 413: b"Request Entity Too Large", 500: b"Internal Server Error"}  # fmt: skip
 _OK_BODY = b'{"status":"OK"}'
+# "<Header>: " prefixes of /next's answer, encoded once (names from wire.py).
+_P_REQUEST_ID = wire.H_REQUEST_ID.encode() + b": "
+_P_DEADLINE = wire.H_DEADLINE.encode() + b": "
+_P_FUNCTION_ARN = wire.H_FUNCTION_ARN.encode() + b": "
+_P_TRACE_ID = wire.H_TRACE_ID.encode() + b": "
+_P_CLIENT_CONTEXT = wire.H_CLIENT_CONTEXT.encode() + b": "
 
 
 @dataclass(slots=True)
@@ -166,14 +172,14 @@ class _Connection(asyncio.Protocol):
     def _write_event(self, ev: NextEvent, keep_alive: bool) -> None:
         head = [
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n",
-            b"Lambda-Runtime-Aws-Request-Id: ", ev.request_id.encode(), b"\r\n",
-            b"Lambda-Runtime-Deadline-Ms: ", str(ev.deadline_ms).encode(), b"\r\n",
-            b"Lambda-Runtime-Invoked-Function-Arn: ", ev.invoked_arn.encode(), b"\r\n",
+            _P_REQUEST_ID, ev.request_id.encode(), b"\r\n",
+            _P_DEADLINE, str(ev.deadline_ms).encode(), b"\r\n",
+            _P_FUNCTION_ARN, ev.invoked_arn.encode(), b"\r\n",
         ]  # fmt: skip
         if ev.trace_id:
-            head += [b"Lambda-Runtime-Trace-Id: ", ev.trace_id.encode(), b"\r\n"]
+            head += [_P_TRACE_ID, ev.trace_id.encode(), b"\r\n"]
         if ev.client_context:
-            head += [b"Lambda-Runtime-Client-Context: ", ev.client_context.encode(), b"\r\n"]
+            head += [_P_CLIENT_CONTEXT, ev.client_context.encode(), b"\r\n"]
         head += [b"Content-Length: ", str(len(ev.payload)).encode(), b"\r\n"]
         if not keep_alive:
             head.append(b"Connection: close\r\n")

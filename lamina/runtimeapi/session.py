@@ -16,7 +16,7 @@ import enum
 import json
 from dataclasses import dataclass
 
-from lamina.runtimeapi.wire import MAX_RESPONSE_BYTES, normalise_error_type
+from lamina.runtimeapi.wire import ERROR_CAUSE_CONTENT_TYPE, MAX_RESPONSE_BYTES, normalise_error_type
 
 
 class SessionState(enum.Enum):
@@ -201,7 +201,7 @@ def _client_error_body(body: bytes, content_type: str | None) -> tuple[bytes, st
     if not isinstance(doc, dict):
         return body, None
     error_type = doc.get("errorType") if isinstance(doc.get("errorType"), str) else None
-    if content_type == "application/vnd.aws.lambda.error.cause+json" and "errorCause" in doc:
+    if content_type == ERROR_CAUSE_CONTENT_TYPE and "errorCause" in doc:
         doc.pop("errorCause")
         body = json.dumps(doc).encode()
     return body, error_type

@@ -14,7 +14,6 @@ H_DEADLINE = "Lambda-Runtime-Deadline-Ms"
 H_FUNCTION_ARN = "Lambda-Runtime-Invoked-Function-Arn"
 H_TRACE_ID = "Lambda-Runtime-Trace-Id"
 H_CLIENT_CONTEXT = "Lambda-Runtime-Client-Context"
-H_COGNITO_IDENTITY = "Lambda-Runtime-Cognito-Identity"
 # Header names arrive lower-cased from the parser (clients send any case; spec 4).
 H_ERROR_TYPE_LC = b"lambda-runtime-function-error-type"
 H_CONTENT_TYPE_LC = b"content-type"
