@@ -488,18 +488,8 @@ class ExecutionEnvironment:
     # --- output capture ----------------------------------------------------------------------
 
     def _read_output(self) -> None:
-        sandbox = self._sandbox
-        if not self._running or sandbox.output_fd < 0:
-            return
-        try:
-            chunk = os.read(sandbox.output_fd, 65536)
-        except BlockingIOError:
-            return
-        if not chunk:
-            asyncio.get_running_loop().remove_reader(sandbox.output_fd)
-            self._take_lines(b"", final=True)
-            return
-        self._take_lines(chunk)
+        """The loop's reader callback: take what the runtime wrote; at EOF stop watching."""
+        self._read_available(end_of_invocation=False)
 
     def _drain_output(self) -> None:
         """Read everything the runtime has written so far (it flushes before posting a reply).
@@ -507,6 +497,9 @@ class ExecutionEnvironment:
         Called when an invocation ends, so an unfinished last line is logged as its own event
         rather than glued to the next invocation's first line.
         """
+        self._read_available(end_of_invocation=True)
+
+    def _read_available(self, *, end_of_invocation: bool) -> None:
         sandbox = self._sandbox
         if not self._running or sandbox.output_fd < 0:
             return
@@ -514,9 +507,11 @@ class ExecutionEnvironment:
             try:
                 chunk = os.read(sandbox.output_fd, 65536)
             except BlockingIOError:
-                self._take_lines(b"", final=True)
+                if end_of_invocation:
+                    self._take_lines(b"", final=True)
                 return
             if not chunk:
+                asyncio.get_running_loop().remove_reader(sandbox.output_fd)
                 self._take_lines(b"", final=True)
                 return
             self._take_lines(chunk)
