@@ -72,17 +72,24 @@ class Isolation:
     cleanup: Callable[[], None]
 
 
-def choose_isolation(settings: Settings, data: Path) -> Isolation:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IsolationDecision:
+    mode: str  # "sandbox" or "process"
+    reason: str
+    report: probe.HostReport | None  # the host's checks, when they were looked at
+
+
+def decide_isolation(settings: Settings, data: Path) -> IsolationDecision:
     """`sandbox` if asked for or (with `auto`) if the host supports it; never a silent downgrade.
 
-    Raises SystemExit with the reason when `sandbox` was asked for and cannot work.
+    Only looks (probes the host once); creates nothing. Raises SystemExit with the reason when
+    `sandbox`, or outbound network, was asked for and cannot work.
     """
     if settings.isolation == "process":
-        return Isolation(mode="process", reason="asked for with --isolation process",
-                         sandboxes=ProcessSandbox, cleanup=lambda: None)  # fmt: skip
+        return IsolationDecision(mode="process", reason="asked for with --isolation process", report=None)
     report = probe.inspect_host()
     blocked = probe.unreachable_ancestor(data.parent)
-    if report.sandbox_ok and blocked is not None:
+    if blocked is not None:
         report = probe.HostReport(checks=[*report.checks, probe.Check(
             name="data directory", ok=False,
             detail=f"{blocked} is not searchable by other users, so sandbox uids cannot reach {data} "
@@ -91,31 +98,35 @@ def choose_isolation(settings: Settings, data: Path) -> Isolation:
     if not report.sandbox_ok:
         if settings.isolation == "sandbox":
             raise SystemExit(f"lamina: --isolation sandbox cannot work on this host: {report.reason} (see `lamina doctor`)")
-        return Isolation(mode="process", reason=f"sandboxing unavailable ({report.reason})",
-                         sandboxes=ProcessSandbox, cleanup=lambda: None)  # fmt: skip
-    host = BwrapHost.create(cgroups.detect(), data / "sandbox")
+        return IsolationDecision(mode="process", reason=f"sandboxing unavailable ({report.reason})", report=report)
     if settings.network == "outbound":
         try:
             OutboundNetwork.check()
         except NetworkError as exc:
             raise SystemExit(f"lamina: --network outbound cannot work on this host: {exc}") from exc
+    reason = "asked for" if settings.isolation == "sandbox" else "the host supports it"
+    return IsolationDecision(mode="sandbox", reason=reason, report=report)
+
+
+def build_isolation(decision: IsolationDecision, data: Path) -> Isolation:
+    """The backend the decision names (ARCHITECTURE rule 10: by name, once, at start)."""
+    if decision.mode == "process":
+        return Isolation(mode="process", reason=decision.reason, sandboxes=ProcessSandbox, cleanup=lambda: None)
+    host = BwrapHost.create(cgroups.detect(), data / "sandbox")
     return Isolation(
-        mode="sandbox",
-        reason="asked for" if settings.isolation == "sandbox" else "the host supports it",
-        sandboxes=lambda setup: BwrapSandbox(setup, host),
-        cleanup=host.close,
+        mode="sandbox", reason=decision.reason, sandboxes=lambda setup: BwrapSandbox(setup, host), cleanup=host.close
     )
 
 
 def diagnose(settings: Settings) -> tuple[probe.HostReport, str]:
     """For `lamina doctor`: the host's checks and a sentence saying which mode will run, and why."""
-    report = probe.inspect_host()
+    data = settings.data_dir.resolve()
     try:
-        isolation = choose_isolation(settings, settings.data_dir.resolve())
+        decision = decide_isolation(settings, data)
     except SystemExit as exc:
-        return report, f"lamina up would refuse to start: {exc.code}"
-    isolation.cleanup()
-    return report, f"lamina up will run with isolation {isolation.mode}: {isolation.reason}."
+        return probe.inspect_host(), f"lamina up would refuse to start: {exc.code}"
+    report = decision.report or probe.inspect_host()
+    return report, f"lamina up will run with isolation {decision.mode}: {decision.reason}."
 
 
 def _prepare_data_dir(data: Path, sandboxed: bool) -> None:
@@ -135,8 +146,9 @@ async def run(settings: Settings) -> None:
     concurrency = settings.max_concurrency or max(1, min(1000, memory_budget // 128))
     settings = replace(settings, memory_budget=memory_budget, max_concurrency=concurrency)
     data = settings.data_dir.resolve()
-    isolation = choose_isolation(settings, data)
-    _prepare_data_dir(data, isolation.mode == "sandbox")
+    decision = decide_isolation(settings, data)
+    _prepare_data_dir(data, decision.mode == "sandbox")
+    isolation = build_isolation(decision, data)
     rootfs.remove_stale(data / "envs")  # environments of a server that died without cleaning up
     db = Database(data / "lamina.db")
     await db.open()
