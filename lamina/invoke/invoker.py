@@ -53,8 +53,9 @@ class Invoker:
             trace_id=req.trace_id,
             tail_log=req.tail_log,
         )
-        rec = self._functions.record(route.config.name)
-        with self._limiter.lease(rec.name, reserved=rec.reserved, unreserved_pool=self._functions.unreserved_concurrency):
+        with self._limiter.lease(
+            route.config.name, reserved=route.reserved, unreserved_pool=self._functions.unreserved_concurrency
+        ):
             async with self._manager.acquire(route.config, network=route.network) as env:
                 return await env.invoke(inv)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from lamina.functions.service import FunctionService
+from lamina.functions.service import FunctionRecord, FunctionService
+from lamina.functions.validate import NETWORK_TAG
 from lamina.model.errors import ResourceConflictException, ResourceNotFoundException
 from lamina.model.function import FunctionConfig, FunctionState
 from lamina.model.ids import LATEST, VERSION_NUMBER, FunctionRef
@@ -15,21 +16,27 @@ from lamina.model.ids import LATEST, VERSION_NUMBER, FunctionRef
 class Route:
     config: FunctionConfig
     invoked_arn: str
-    network: str | None = None  # the function's own network setting, if any
+    network: str | None = None  # the function's own network setting (tag), if any
+    reserved: int | None = None  # the function's reserved concurrency, if any
 
 
 def resolve(functions: FunctionService, ref: FunctionRef, *, pick: float | None = None) -> Route:
-    """Resolve for invoke. `pick` in [0, 1) chooses between an alias's weighted versions."""
-    route = _resolve(functions, ref, pick=pick)
-    network = functions.network_of(ref.name)
-    return route if network is None else Route(config=route.config, invoked_arn=route.invoked_arn, network=network)
+    """Resolve for invoke. `pick` in [0, 1) chooses between an alias's weighted versions.
 
-
-def _resolve(functions: FunctionService, ref: FunctionRef, *, pick: float | None = None) -> Route:
-    arns = functions.arns
+    One lookup of the function's record gives everything the invoke path needs from it.
+    """
     q = ref.qualifier
     rec = functions.record(ref.name, qualifier=q or LATEST)
-    invoked_arn = arns.function(ref.name, q)
+    invoked_arn = functions.arns.function(ref.name, q)
+    return Route(
+        config=_config(rec, q, invoked_arn, pick),
+        invoked_arn=invoked_arn,
+        network=rec.tags.get(NETWORK_TAG),
+        reserved=rec.reserved,
+    )
+
+
+def _config(rec: FunctionRecord, q: str | None, invoked_arn: str, pick: float | None) -> FunctionConfig:
     if q is None or q == LATEST:
         if rec.runnable is None:
             state = rec.latest.status.state
@@ -40,12 +47,12 @@ def _resolve(functions: FunctionService, ref: FunctionRef, *, pick: float | None
             raise ResourceConflictException(
                 f"The operation cannot be performed at this time. The function is currently in the following state: {state.value}"
             )
-        return Route(config=rec.runnable, invoked_arn=invoked_arn)
+        return rec.runnable
     if VERSION_NUMBER.match(q):
         config = rec.versions.get(q)
         if config is None:
             raise ResourceNotFoundException(f"Function not found: {invoked_arn}")
-        return Route(config=config, invoked_arn=invoked_arn)
+        return config
     alias = rec.aliases.get(q)
     if alias is None:
         raise ResourceNotFoundException(f"Function not found: {invoked_arn}")
@@ -56,5 +63,5 @@ def _resolve(functions: FunctionService, ref: FunctionRef, *, pick: float | None
             if roll < weight:
                 version = extra
     if version == LATEST:
-        return Route(config=_resolve(functions, FunctionRef(name=ref.name)).config, invoked_arn=invoked_arn)
-    return Route(config=rec.versions[version], invoked_arn=invoked_arn)
+        return _config(rec, None, invoked_arn, pick)
+    return rec.versions[version]
