@@ -73,14 +73,10 @@ def data_directory(prefix: str = "lamina-test-") -> Iterator[Path]:
     try:
         yield root / "data"
     finally:
-        mounts = []
-        with open("/proc/self/mounts") as f:
-            for line in f:
-                point = line.split()[1]
-                if point.startswith(str(root) + "/"):
-                    mounts.append(point)
-        for point in sorted(mounts, key=len, reverse=True):
-            subprocess.run(["umount", "-l", point], capture_output=True)
+        from lamina.sandbox.rootfs import mounts_under
+
+        for point in mounts_under(root):
+            subprocess.run(["umount", "-l", str(point)], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
 
 
