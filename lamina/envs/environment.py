@@ -194,7 +194,7 @@ class ExecutionEnvironment:
         self._session = session
         self._listener = await start_listener(session, sock)
         self._running = True
-        self._oom_seen = self._sandbox.stats().oom_kills
+        self._oom_seen = self._sandbox.oom_kills()
         asyncio.get_running_loop().add_reader(self._sandbox.output_fd, self._read_output)
         self._exit_task = asyncio.ensure_future(self._sandbox.wait_exit())
         self._exit_task.add_done_callback(self._on_exit)
@@ -424,7 +424,7 @@ class ExecutionEnvironment:
             await self._stop_runtime()
             detail = _exit_detail(exit_info)
             # The cgroup's OOM counter says whether the kernel killed it for memory (not a guess).
-            oom_kills = self._sandbox.stats().oom_kills
+            oom_kills = self._sandbox.oom_kills()
             error_type = "Runtime.OutOfMemory" if oom_kills > self._oom_seen else "Runtime.ExitError"
             self._oom_seen = oom_kills
             body = _platform_error(rid, error_type, detail)
@@ -457,7 +457,7 @@ class ExecutionEnvironment:
         content_type: str | None = None,
     ) -> InvokeResult:
         duration = (time.perf_counter() - t_start) * 1000
-        peak = self._sandbox.stats().max_memory_bytes
+        peak = self._sandbox.peak_memory()
         timings = InvokeTimings(
             duration_ms=duration,
             billed_ms=logfmt.billed_ms(duration),

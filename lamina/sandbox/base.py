@@ -108,7 +108,14 @@ class Sandbox(Protocol):
     def limit_cpu(self, enabled: bool) -> None:
         """Apply (True) or lift (False) the CPU share that the limits give."""
 
-    def stats(self) -> SandboxStats: ...
+    def peak_memory(self) -> int:
+        """Bytes: the most the tree has held at once (what REPORT calls Max Memory Used)."""
+
+    def oom_kills(self) -> int:
+        """How often the kernel's OOM killer has killed a process of this sandbox."""
+
+    def stats(self) -> SandboxStats:
+        """Both of the above, as one snapshot."""
 
     def close_output(self) -> None: ...
 

@@ -292,10 +292,14 @@ class BwrapSandbox:
         if self._cgroup is not None:
             self._cgroup.limit_cpu(self._cpu_quota if enabled else None)
 
+    def peak_memory(self) -> int:
+        return self._cgroup.peak_memory() if self._cgroup is not None else 0
+
+    def oom_kills(self) -> int:
+        return self._cgroup.oom_kills() if self._cgroup is not None else 0
+
     def stats(self) -> SandboxStats:
-        if self._cgroup is None:
-            return SandboxStats(max_memory_bytes=0)
-        return SandboxStats(max_memory_bytes=self._cgroup.peak_memory(), oom_kills=self._cgroup.oom_kills())
+        return SandboxStats(max_memory_bytes=self.peak_memory(), oom_kills=self.oom_kills())
 
     def close_output(self) -> None:
         if self.output_fd >= 0:

@@ -110,11 +110,15 @@ class ProcessSandbox:
             os.close(self.output_fd)
             self.output_fd = -1
 
-    def stats(self) -> SandboxStats:
+    def peak_memory(self) -> int:
         """Peak RSS (VmHWM) summed over the process tree: the measured Max Memory Used."""
-        if self._proc is None:
-            return SandboxStats(max_memory_bytes=0)
-        return SandboxStats(max_memory_bytes=_tree_peak_rss(self._proc.pid))
+        return _tree_peak_rss(self._proc.pid) if self._proc is not None else 0
+
+    def oom_kills(self) -> int:
+        return 0  # no memory cgroup, no OOM counter
+
+    def stats(self) -> SandboxStats:
+        return SandboxStats(max_memory_bytes=self.peak_memory(), oom_kills=0)
 
     async def destroy(self) -> None:
         self.kill()
