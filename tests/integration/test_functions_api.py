@@ -275,7 +275,10 @@ def test_function_names_as_arns(lambda_client: Any, fname: str) -> None:
     assert "does not match the specified qualifier" in str(exc.value)
 
 
-def test_account_settings(lambda_client: Any) -> None:
+def test_account_settings(lambda_client: Any, fname: str) -> None:
+    deploy(lambda_client, fname, {"app.py": APP_V1})
     resp = lambda_client.get_account_settings()
+    listed = [f for p in lambda_client.get_paginator("list_functions").paginate() for f in p["Functions"]]
     assert resp["AccountLimit"]["ConcurrentExecutions"] > 0
-    assert resp["AccountUsage"]["FunctionCount"] >= 0
+    assert resp["AccountUsage"]["FunctionCount"] == len(listed)
+    assert resp["AccountUsage"]["TotalCodeSize"] >= sum(f["CodeSize"] for f in listed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -57,11 +58,11 @@ def test_throttled_only_when_nothing_can_be_evicted(data_dir: Path) -> None:
         for t in threads:
             t.start()
         started.wait(10)
-        # Wait (bounded) until both hold their environments, then ask for a third.
-        for _ in range(400):
-            if stats(srv.endpoint)["busy"] == 2:
-                break
-            threading.Event().wait(0.01)
+        # Wait (bounded) until both hold their environments, then ask for a third. The server
+        # shows that state only through its statistics, so this polls them.
+        deadline = time.monotonic() + 10
+        while stats(srv.endpoint)["busy"] != 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
         with pytest.raises(c.exceptions.TooManyRequestsException):
             c.invoke(FunctionName="late")
         for t in threads:
