@@ -84,7 +84,6 @@ class RuntimeSession:
         self._ready: asyncio.Future[InitError | None] = loop.create_future()
         self._parked: asyncio.Future[NextEvent] | None = None
         self._current: NextEvent | None = None
-        self._handed_out = False  # whether _current has been returned from /next
         self._reply: asyncio.Future[RuntimeReply] | None = None
         self._invocations = 0
 
@@ -104,9 +103,7 @@ class RuntimeSession:
         self._reply = self._loop.create_future()
         if self._parked is not None and not self._parked.done():
             self._parked.set_result(event)
-            self._handed_out = True
-        else:
-            self._handed_out = False
+        # Otherwise the runtime's next /next picks it up (see next()).
         self._parked = None
         return self._reply
 
@@ -137,7 +134,6 @@ class RuntimeSession:
             self._ready.set_result(None)
         if self.state is SessionState.BUSY and self._current is not None:
             # A repeated /next while an invoke is outstanding re-renders it (RIE, spec 4.3).
-            self._handed_out = True
             return self._current
         fut: asyncio.Future[NextEvent] = self._loop.create_future()
         if self.state is SessionState.CLOSED:
