@@ -14,6 +14,9 @@ from typing import Literal
 # "auto": sandbox where the host supports it, else process (said at start, never silent).
 IsolationMode = Literal["auto", "sandbox", "process"]
 NetworkDefault = Literal["none", "outbound"]
+# How sandboxes are launched: "zygote" forks them from a template process (root only), "bwrap"
+# execs bubblewrap for each; "auto" takes the zygote where it can run.
+SandboxLauncher = Literal["auto", "zygote", "bwrap"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,6 +38,9 @@ class Settings:
     isolation: IsolationMode = "auto"
     # Network of sandboxed functions: "none" = only their Runtime API (see README, Isolation).
     network: NetworkDefault = "none"
+    sandbox_launcher: SandboxLauncher = "auto"
+    # Sandboxes the zygote keeps prepared ahead of cold starts (0: make each on demand).
+    sandbox_pool: int = 2
 
     @property
     def endpoint(self) -> str:

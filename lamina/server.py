@@ -13,16 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator
-
-import uvicorn
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from collections.abc import Callable
-import os
+
+import uvicorn
 
 from lamina.api.app import build_app
 from lamina.api.common import Services
@@ -34,12 +33,13 @@ from lamina.invoke.concurrency import ConcurrencyLimiter
 from lamina.invoke.invoker import Invoker
 from lamina.logs.store import LogStore
 from lamina.model.ids import Arns
-from lamina.runtimes.catalog import RuntimeCatalog
+from lamina.runtimes.catalog import PYTHON_BOOTSTRAP, RuntimeCatalog, python_argv_inside
 from lamina.sandbox import cgroups, probe, rootfs
 from lamina.sandbox.base import Sandbox, SandboxSetup
 from lamina.sandbox.linux import BwrapHost, BwrapSandbox
 from lamina.sandbox.network import NetworkError, OutboundNetwork
 from lamina.sandbox.process import ProcessSandbox
+from lamina.sandbox.zygote import Preload, ZygoteHost, ZygoteSandbox
 from lamina.store.code import CodeStore
 from lamina.store.db import Database
 from lamina.store.functions import FunctionRepo
@@ -68,8 +68,14 @@ class Isolation:
 
     mode: str
     reason: str
+    launcher: str  # how sandboxes start: "zygote", "bwrap" or "process"
     sandboxes: Callable[[SandboxSetup], Sandbox]
-    cleanup: Callable[[], None]
+    open: Callable[[], Awaitable[None]]
+    close: Callable[[], Awaitable[None]]
+
+
+async def _nothing() -> None:
+    return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,14 +114,43 @@ def decide_isolation(settings: Settings, data: Path) -> IsolationDecision:
     return IsolationDecision(mode="sandbox", reason=reason, report=report)
 
 
-def build_isolation(decision: IsolationDecision, data: Path) -> Isolation:
+def build_isolation(decision: IsolationDecision, data: Path, settings: Settings, catalog: RuntimeCatalog) -> Isolation:
     """The backend the decision names (ARCHITECTURE rule 10: by name, once, at start)."""
     if decision.mode == "process":
-        return Isolation(mode="process", reason=decision.reason, sandboxes=ProcessSandbox, cleanup=lambda: None)
+        return Isolation(mode="process", reason=decision.reason, launcher="process", sandboxes=ProcessSandbox,
+                         open=_nothing, close=_nothing)  # fmt: skip
+    if settings.sandbox_launcher == "zygote" or (settings.sandbox_launcher == "auto" and os.geteuid() == 0):
+        if os.geteuid() != 0:
+            raise SystemExit("lamina: the zygote sandbox launcher needs root (use LAMINA_SANDBOX_LAUNCHER=bwrap)")
+        interpreter, preload = zygote_runtime(catalog)
+        zhost = ZygoteHost.create(cgroups.detect(), data / "sandbox", data / "envs", interpreter, preload, settings.sandbox_pool)
+
+        async def close_zygote() -> None:
+            await zhost.close()
+
+        return Isolation(mode="sandbox", reason=decision.reason, launcher="zygote",
+                         sandboxes=lambda setup: ZygoteSandbox(setup, zhost), open=zhost.open, close=close_zygote)  # fmt: skip
     host = BwrapHost.create(cgroups.detect(), data / "sandbox")
-    return Isolation(
-        mode="sandbox", reason=decision.reason, sandboxes=lambda setup: BwrapSandbox(setup, host), cleanup=host.close
-    )
+
+    async def close_bwrap() -> None:
+        host.close()
+
+    return Isolation(mode="sandbox", reason=decision.reason, launcher="bwrap",
+                     sandboxes=lambda setup: BwrapSandbox(setup, host), open=_nothing, close=close_bwrap)  # fmt: skip
+
+
+def zygote_runtime(catalog: RuntimeCatalog) -> tuple[Path, Preload | None]:
+    """The interpreter the zygote runs and the runtime it preloads: the newest managed Python the
+    sandboxes see at its host path (so the zygote's imports are valid inside). Without one, the
+    server's own interpreter runs the zygote and every runtime is exec'd."""
+    for rid in reversed([r for r in catalog.available if r.startswith("python")]):
+        info = catalog.get(rid)
+        if info is None or info.interpreter is None:
+            continue
+        argv = python_argv_inside(info.interpreter)
+        if argv is not None:
+            return info.interpreter, Preload(argv=tuple(argv), script=PYTHON_BOOTSTRAP)
+    return Path(os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)), None
 
 
 def diagnose(settings: Settings) -> tuple[probe.HostReport, str]:
@@ -148,13 +183,13 @@ async def run(settings: Settings) -> None:
     data = settings.data_dir.resolve()
     decision = decide_isolation(settings, data)
     _prepare_data_dir(data, decision.mode == "sandbox")
-    isolation = build_isolation(decision, data)
+    catalog = RuntimeCatalog.discover(shared_paths_only=decision.mode == "sandbox")
+    isolation = build_isolation(decision, data, settings, catalog)
     rootfs.remove_stale(data / "envs")  # environments of a server that died without cleaning up
     db = Database(data / "lamina.db")
     await db.open()
     code = CodeStore(data / "code")
     logs = LogStore(data / "logs")
-    catalog = RuntimeCatalog.discover(shared_paths_only=isolation.mode == "sandbox")
     manager = EnvironmentManager(
         ctx=EnvironmentContext(
             region=settings.region,
@@ -179,6 +214,7 @@ async def run(settings: Settings) -> None:
     )
     invoker = Invoker(functions=functions, manager=manager, limiter=ConcurrencyLimiter(settings.max_concurrency))
     try:
+        await isolation.open()
         await functions.load()
         app = build_app(
             Services(
@@ -212,8 +248,9 @@ async def run(settings: Settings) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop)
         sock = _listen(settings.host, settings.port)
+        launched = f", sandboxes from the {isolation.launcher}" if isolation.mode == "sandbox" else ""
         print(
-            f"Lamina listening on {settings.endpoint} (data: {data}; isolation: {isolation.mode}, {isolation.reason}; "
+            f"Lamina listening on {settings.endpoint} (data: {data}; isolation: {isolation.mode}, {isolation.reason}{launched}; "
             f"runtimes: {', '.join(catalog.available)})",
             flush=True,
         )
@@ -227,7 +264,7 @@ async def run(settings: Settings) -> None:
         await invoker.close()
         await functions.close()
         await manager.close()
-        isolation.cleanup()
+        await isolation.close()
         logs.close()
         await db.close()
         print("Lamina stopped.", flush=True)

@@ -30,7 +30,7 @@ from lamina.model.invocation import Invocation, InvokeOutcome, InvokeResult, Inv
 from lamina.runtimeapi.server import start_listener
 from lamina.runtimeapi.session import InitError, NextEvent, RuntimeGone, RuntimeReply, RuntimeSession
 from lamina.runtimeapi.wire import MAX_RESPONSE_BYTES
-from lamina.runtimes.catalog import PYTHON_BOOTSTRAP, RuntimeInfo
+from lamina.runtimes.catalog import PYTHON_BOOTSTRAP, RUNTIME_DIR_INSIDE, RuntimeInfo, python_argv, python_argv_inside
 from lamina.sandbox.base import Limits, Mount, NetworkMode, Sandbox, SandboxExit, SandboxSetup, SandboxSpec
 
 TAIL_BYTES = 4096
@@ -247,14 +247,13 @@ class ExecutionEnvironment:
         interpreter = self._runtime.interpreter
         assert interpreter is not None
         if not mapped:
-            return [str(interpreter), "-I", "-S", str(PYTHON_BOOTSTRAP)], tuple(mounts), task_root, str(PYTHON_BOOTSTRAP.parent)
-        if interpreter.is_relative_to("/usr"):
-            argv0 = str(interpreter)
-        else:
+            return python_argv(str(interpreter), str(PYTHON_BOOTSTRAP)), tuple(mounts), task_root, str(PYTHON_BOOTSTRAP.parent)
+        mounts.append(Mount(host=PYTHON_BOOTSTRAP.parent, inside=RUNTIME_DIR_INSIDE))
+        argv = python_argv_inside(interpreter)
+        if argv is None:
             mounts.append(Mount(host=interpreter.parent.parent, inside="/var/lang"))
-            argv0 = f"/var/lang/bin/{interpreter.name}"
-        mounts.append(Mount(host=PYTHON_BOOTSTRAP.parent, inside="/var/runtime"))
-        return [argv0, "-I", "-S", f"/var/runtime/{PYTHON_BOOTSTRAP.name}"], tuple(mounts), task_root, "/var/runtime"
+            argv = python_argv(f"/var/lang/bin/{interpreter.name}", f"{RUNTIME_DIR_INSIDE}/{PYTHON_BOOTSTRAP.name}")
+        return argv, tuple(mounts), task_root, RUNTIME_DIR_INSIDE
 
     @property
     def _runtime_version(self) -> str:

@@ -47,6 +47,13 @@ class CgroupLimits:
 class SandboxCgroup(Protocol):
     def attach(self, pid: int) -> None: ...
 
+    def procs_files(self) -> list[Path]:
+        """Every `cgroup.procs` a process must be written to to enter this group (a process
+        that writes "0" to each enters it itself)."""
+
+    def set_memory(self, memory_bytes: int) -> None:
+        """Change the memory limit (a pre-made group given to a function of another size)."""
+
     def limit_cpu(self, quota_us: int | None) -> None:
         """Cap CPU at quota_us per CPU_PERIOD_US, or lift the cap (None)."""
 
@@ -158,6 +165,12 @@ class V2Cgroup:
     def attach(self, pid: int) -> None:
         _write(self.path / "cgroup.procs", str(pid))
 
+    def procs_files(self) -> list[Path]:
+        return [self.path / "cgroup.procs"]
+
+    def set_memory(self, memory_bytes: int) -> None:
+        _write(self.path / "memory.max", str(memory_bytes))
+
     def limit_cpu(self, quota_us: int | None) -> None:
         _write(self.path / "cpu.max", f"{quota_us if quota_us is not None else 'max'} {CPU_PERIOD_US}")
 
@@ -264,6 +277,19 @@ class V1Cgroup:
             _write(d / "cgroup.procs", str(pid))
         if self._unified is not None:
             _write(self._unified / "cgroup.procs", str(pid))
+
+    def procs_files(self) -> list[Path]:
+        files = [d / "cgroup.procs" for d in self._dirs.values()]
+        return files + ([self._unified / "cgroup.procs"] if self._unified is not None else [])
+
+    def set_memory(self, memory_bytes: int) -> None:
+        mem = self._dirs["memory"]
+        memsw = mem / "memory.memsw.limit_in_bytes"
+        # memsw may never be below the memory limit: raise it first, or lower it last.
+        order = [mem / "memory.limit_in_bytes"] + ([memsw] if memsw.exists() else [])
+        current = int(_read(order[0]))
+        for path in order if memory_bytes < current else reversed(order):
+            _write(path, str(memory_bytes))
 
     def limit_cpu(self, quota_us: int | None) -> None:
         _write(self._dirs["cpu"] / "cpu.cfs_quota_us", str(quota_us if quota_us is not None else -1))

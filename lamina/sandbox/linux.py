@@ -76,6 +76,11 @@ class UidPool:
             finally:
                 self._free.extend(reversed(skipped))
 
+    def holds(self, uid: int) -> bool:
+        """Whether a sandbox of this server has `uid` now."""
+        with self._lock:
+            return uid in self._held
+
     def release(self, uid: int) -> None:
         with self._lock:
             fd = self._held.pop(uid, None)
@@ -119,7 +124,55 @@ class BwrapHost:
         self.outbound.close()
 
 
-class BwrapSandbox:
+class CgroupControls:
+    """The Sandbox methods that act on a tree through its cgroup, shared by the two launchers."""
+
+    output_fd: int
+    _cgroup: SandboxCgroup | None
+    _cpu_quota: int
+    _link: network.Link | None
+
+    def _outbound(self) -> network.OutboundNetwork:
+        raise NotImplementedError
+
+    def _kill_group(self) -> None:
+        if self._cgroup is not None:
+            self._cgroup.kill_all()
+            self._cgroup.thaw()  # a tree started later must not enter a frozen group
+
+    async def _detach_network(self) -> None:
+        link, self._link = self._link, None
+        if link is not None:
+            await asyncio.to_thread(self._outbound().detach, link)
+
+    def freeze(self) -> None:
+        if self._cgroup is not None:
+            self._cgroup.freeze()
+
+    def thaw(self) -> None:
+        if self._cgroup is not None:
+            self._cgroup.thaw()
+
+    def limit_cpu(self, enabled: bool) -> None:
+        if self._cgroup is not None:
+            self._cgroup.limit_cpu(self._cpu_quota if enabled else None)
+
+    def peak_memory(self) -> int:
+        return self._cgroup.peak_memory() if self._cgroup is not None else 0
+
+    def oom_kills(self) -> int:
+        return self._cgroup.oom_kills() if self._cgroup is not None else 0
+
+    def stats(self) -> SandboxStats:
+        return SandboxStats(max_memory_bytes=self.peak_memory(), oom_kills=self.oom_kills())
+
+    def close_output(self) -> None:
+        if self.output_fd >= 0:
+            os.close(self.output_fd)
+            self.output_fd = -1
+
+
+class BwrapSandbox(CgroupControls):
     maps_paths = True
 
     def __init__(self, setup: SandboxSetup, host: BwrapHost) -> None:
@@ -265,46 +318,16 @@ class BwrapSandbox:
                 self._exit = SandboxExit(returncode=rc)
         return self._exit
 
-    async def _detach_network(self) -> None:
-        link, self._link = self._link, None
-        if link is not None:
-            await asyncio.to_thread(self._host.outbound.detach, link)
-
     def kill(self) -> None:
-        if self._cgroup is not None:
-            self._cgroup.kill_all()
-            self._cgroup.thaw()  # a tree started later must not enter a frozen group
+        self._kill_group()
         if self._proc is not None and self._proc.returncode is None:
             try:
                 os.killpg(self._proc.pid, 9)
             except (ProcessLookupError, PermissionError):
                 pass
 
-    def freeze(self) -> None:
-        if self._cgroup is not None:
-            self._cgroup.freeze()
-
-    def thaw(self) -> None:
-        if self._cgroup is not None:
-            self._cgroup.thaw()
-
-    def limit_cpu(self, enabled: bool) -> None:
-        if self._cgroup is not None:
-            self._cgroup.limit_cpu(self._cpu_quota if enabled else None)
-
-    def peak_memory(self) -> int:
-        return self._cgroup.peak_memory() if self._cgroup is not None else 0
-
-    def oom_kills(self) -> int:
-        return self._cgroup.oom_kills() if self._cgroup is not None else 0
-
-    def stats(self) -> SandboxStats:
-        return SandboxStats(max_memory_bytes=self.peak_memory(), oom_kills=self.oom_kills())
-
-    def close_output(self) -> None:
-        if self.output_fd >= 0:
-            os.close(self.output_fd)
-            self.output_fd = -1
+    def _outbound(self) -> network.OutboundNetwork:
+        return self._host.outbound
 
     async def destroy(self) -> None:
         if self._destroyed:

@@ -55,15 +55,17 @@ def write_generated_etc(directory: Path, nameservers: list[str]) -> Path:
     return directory
 
 
+def etc_sources(generated: Path) -> list[tuple[str, str]]:
+    """(host path, path inside) of every file or directory bound read-only into a sandbox's /etc."""
+    pairs = [(str(Path("/etc") / name), f"/etc/{name}") for name in ETC_FROM_HOST if (Path("/etc") / name).exists()]
+    return pairs + [(str(generated / name), f"/etc/{name}") for name in GENERATED_ETC]
+
+
 def etc_binds(generated: Path) -> list[str]:
     """bwrap arguments that build the sandbox's /etc."""
     args = ["--dir", "/etc"]
-    for name in ETC_FROM_HOST:
-        host = Path("/etc") / name
-        if host.exists():
-            args += ["--ro-bind", str(host), f"/etc/{name}"]
-    for name in GENERATED_ETC:
-        args += ["--ro-bind", str(generated / name), f"/etc/{name}"]
+    for host, inside in etc_sources(generated):
+        args += ["--ro-bind", host, inside]
     return args
 
 

@@ -30,10 +30,11 @@ import anyio
 import pytest
 
 from lamina.sandbox import cgroups, probe
-from lamina.sandbox.base import Limits, Mount, SandboxSetup, SandboxSpec
+from lamina.sandbox.base import Limits, Mount, Sandbox, SandboxSetup, SandboxSpec
 from lamina.sandbox.cgroups import CgroupDriver, CgroupLimits, SandboxCgroup
 from lamina.sandbox.linux import INSIDE_GID, INSIDE_UID, SERVICE_PORT, BwrapHost, BwrapSandbox
 from lamina.sandbox.process import ProcessSandbox
+from lamina.sandbox.zygote import Preload, ZygoteHost, ZygoteSandbox
 
 PYTHON = "/usr/bin/python3.11"
 ADDR_ENV = "AWS_LAMBDA_RUNTIME_API"
@@ -272,8 +273,9 @@ def bwrap_spec(code: Path, run: int, argv_extra: list[str], program: str = PROGR
 
 
 @asynccontextmanager
-async def bwrap_sandbox(host: BwrapHost, data_dir: Path, sid: str, limits: Limits) -> AsyncIterator[BwrapSandbox]:
-    sb = BwrapSandbox(SandboxSetup(id=sid, work_dir=data_dir / "envs" / sid, limits=limits), host)
+async def bwrap_sandbox(host: BwrapHost | ZygoteHost, data_dir: Path, sid: str, limits: Limits) -> AsyncIterator[Sandbox]:
+    setup = SandboxSetup(id=sid, work_dir=data_dir / "envs" / sid, limits=limits)
+    sb: Sandbox = BwrapSandbox(setup, host) if isinstance(host, BwrapHost) else ZygoteSandbox(setup, host)
     try:
         with anyio.fail_after(30):
             await sb.setup()
@@ -283,12 +285,39 @@ async def bwrap_sandbox(host: BwrapHost, data_dir: Path, sid: str, limits: Limit
             await sb.destroy()
 
 
+@asynccontextmanager
+async def launcher_host(kind: str, driver: CgroupDriver, data_dir: Path, preload: Preload | None = None,
+                        pool_size: int = 0) -> AsyncIterator[BwrapHost | ZygoteHost]:  # fmt: skip
+    """The host side of one sandbox launcher: bwrap, or the zygote (pool off unless asked for)."""
+    if kind == "bwrap":
+        yield BwrapHost.create(driver, data_dir / "sandbox")
+        return
+    (data_dir / "envs").mkdir(parents=True, exist_ok=True)
+    host = ZygoteHost.create(driver, data_dir / "sandbox", data_dir / "envs", Path(PYTHON), preload, pool_size)
+    try:
+        with anyio.fail_after(30):
+            await host.open()
+        yield host
+    finally:
+        with anyio.fail_after(30):
+            await host.close()
+
+
+@pytest.fixture(params=["bwrap", "zygote"])
+def launcher(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 # --- BwrapSandbox -------------------------------------------------------------------------------
 
 
 @needs_sandbox
-async def test_bwrap_sandbox_lifecycle(recording: RecordingDriver, data_dir: Path, code_dir: Path) -> None:
-    host = BwrapHost.create(recording, data_dir / "sandbox")
+async def test_sandbox_lifecycle(launcher: str, recording: RecordingDriver, data_dir: Path, code_dir: Path) -> None:
+    async with launcher_host(launcher, recording, data_dir) as host:
+        await _lifecycle(host, recording, data_dir, code_dir)
+
+
+async def _lifecycle(host: BwrapHost | ZygoteHost, recording: RecordingDriver, data_dir: Path, code_dir: Path) -> None:
     limits = Limits(memory_mb=256, tmp_mb=64)
     sid = f"sbx-{os.getpid()}"
     work_dir = data_dir / "envs" / sid
@@ -338,7 +367,7 @@ async def test_bwrap_sandbox_lifecycle(recording: RecordingDriver, data_dir: Pat
 
             # On the host: every task of the sandbox runs as its own uid, and is in its cgroup.
             pids = cgroup.pids()
-            assert len(pids) >= 3  # bwrap, bwrap's init inside, python
+            assert len(pids) >= 3  # bwrap, its init inside, python; or the zygote's C, I and F
             statuses = {pid: proc_status(pid) for pid in pids}
             for pid, st in statuses.items():
                 assert st["Uid"].split() == [str(host_uid)] * 4, (pid, st["Uid"])
@@ -406,15 +435,18 @@ async def test_bwrap_sandbox_lifecycle(recording: RecordingDriver, data_dir: Pat
     for d in v1_dirs(sid):
         assert not d.exists(), d
     await sb.destroy()  # idempotent
-    # The uid is free again: the next sandbox of this host gets it.
-    async with bwrap_sandbox(host, data_dir, f"{sid}-again", limits) as again:
-        assert (data_dir / "envs" / f"{sid}-again" / "tmp").stat().st_uid == host_uid
-        assert again.stats().oom_kills == 0
+    # The uid is free again (other servers on this host may take it next, so which uid the next
+    # sandbox gets shows nothing).
+    assert host.uids is not None and not host.uids.holds(host_uid)
 
 
 @needs_sandbox
-async def test_bwrap_uids_are_distinct_while_alive_and_reused_after_destroy(recording: RecordingDriver, data_dir: Path) -> None:
-    host = BwrapHost.create(recording, data_dir / "sandbox")
+async def test_uids_are_distinct_while_alive_and_released_by_destroy(launcher: str, recording: RecordingDriver, data_dir: Path) -> None:
+    async with launcher_host(launcher, recording, data_dir) as host:
+        await _uids_distinct(host, data_dir)
+
+
+async def _uids_distinct(host: BwrapHost | ZygoteHost, data_dir: Path) -> None:
     limits = Limits(memory_mb=128, tmp_mb=16)
 
     def uid(sid: str) -> int:
@@ -424,26 +456,31 @@ async def test_bwrap_uids_are_distinct_while_alive_and_reused_after_destroy(reco
         async with bwrap_sandbox(host, data_dir, "b", limits):
             first, second = uid("a"), uid("b")
             assert first != second and min(first, second) >= 20000
+        assert host.uids is not None and not host.uids.holds(second)  # b's, released by its destroy
         async with bwrap_sandbox(host, data_dir, "c", limits):
-            assert uid("c") == second  # b's, released by its destroy
+            assert uid("c") != first
 
 
 @needs_sandbox
-async def test_bwrap_kill_and_destroy_before_start_are_harmless(recording: RecordingDriver, data_dir: Path) -> None:
-    host = BwrapHost.create(recording, data_dir / "sandbox")
-    async with bwrap_sandbox(host, data_dir, "idle", Limits(memory_mb=128, tmp_mb=16)) as sb:
-        sb.kill()
-        sb.freeze()
-        sb.thaw()
-        assert sb.stats().max_memory_bytes == 0
+async def test_kill_and_destroy_before_start_are_harmless(launcher: str, recording: RecordingDriver, data_dir: Path) -> None:
+    async with launcher_host(launcher, recording, data_dir) as host:
+        async with bwrap_sandbox(host, data_dir, "idle", Limits(memory_mb=128, tmp_mb=16)) as sb:
+            sb.kill()
+            sb.freeze()
+            sb.thaw()
+            assert sb.stats().max_memory_bytes == 0
     assert not (data_dir / "envs" / "idle").exists()
     for d in v1_dirs("idle"):
         assert not d.exists(), d
 
 
 @needs_sandbox
-async def test_bwrap_out_of_memory_is_counted(recording: RecordingDriver, data_dir: Path, code_dir: Path) -> None:
-    host = BwrapHost.create(recording, data_dir / "sandbox")
+async def test_out_of_memory_is_counted(launcher: str, recording: RecordingDriver, data_dir: Path, code_dir: Path) -> None:
+    async with launcher_host(launcher, recording, data_dir) as host:
+        await _out_of_memory(host, data_dir, code_dir)
+
+
+async def _out_of_memory(host: BwrapHost | ZygoteHost, data_dir: Path, code_dir: Path) -> None:
     async with bwrap_sandbox(host, data_dir, "oom", Limits(memory_mb=128, tmp_mb=16)) as sb:
         listener = await sb.start(bwrap_spec(code_dir, 1, [], program=ALLOCATE))
         try:
@@ -458,9 +495,13 @@ async def test_bwrap_out_of_memory_is_counted(recording: RecordingDriver, data_d
 
 
 @needs_sandbox
-async def test_bwrap_destroy_of_a_frozen_sandbox(recording: RecordingDriver, data_dir: Path, code_dir: Path) -> None:
+async def test_destroy_of_a_frozen_sandbox(launcher: str, recording: RecordingDriver, data_dir: Path, code_dir: Path) -> None:
     """Idle environments sit frozen; destroying one must not hang on the frozen tree."""
-    host = BwrapHost.create(recording, data_dir / "sandbox")
+    async with launcher_host(launcher, recording, data_dir) as host:
+        await _destroy_frozen(host, recording, data_dir, code_dir)
+
+
+async def _destroy_frozen(host: BwrapHost | ZygoteHost, recording: RecordingDriver, data_dir: Path, code_dir: Path) -> None:
     async with bwrap_sandbox(host, data_dir, "frozen", Limits(memory_mb=128, tmp_mb=16)) as sb:
         listener = await sb.start(bwrap_spec(code_dir, 1, []))
         ch: Channel | None = None
@@ -675,3 +716,119 @@ async def test_process_sandbox_kill_after_exit_ends_descendants(data_dir: Path) 
                 os.kill(orphan, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+# --- ZygoteSandbox only -------------------------------------------------------------------------
+
+# A stand-in runtime client for the zygote to preload: its import is recorded (in which process,
+# and whether /var/task was there yet), and main() speaks PROGRAM's protocol's first steps.
+PRELOADED = r"""
+import os, socket, json, sys
+IMPORTED_IN = os.getpid()
+
+def main():
+    host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+    conn = socket.create_connection((host, int(port)), timeout=60)
+    f = conn.makefile("rwb")
+    with open("/proc/self/cmdline", "rb") as c:
+        cmdline = c.read().split(b"\0")[:-1]
+    with open("/proc/self/environ", "rb") as e:
+        environ = dict(kv.decode().split("=", 1) for kv in e.read().split(b"\0") if kv)
+    obs = {"imported_in": IMPORTED_IN, "pid": os.getpid(), "argv": sys.argv, "cmdline": [w.decode() for w in cmdline],
+           "run": os.environ.get("RUN"), "environ_run": environ.get("RUN"), "uid": os.getuid(), "cwd": os.getcwd(),
+           "file": __file__}
+    f.write(json.dumps(obs).encode() + b"\n")
+    f.flush()
+    f.readline()
+    sys.exit(3)
+"""
+
+
+@needs_sandbox
+async def test_zygote_runs_a_preloaded_runtime_in_place(recording: RecordingDriver, data_dir: Path, code_dir: Path) -> None:
+    runtime_dir = data_dir / "runtime"
+    runtime_dir.mkdir(mode=0o755)
+    (runtime_dir / "client.py").write_text(PRELOADED)
+    os.chmod(runtime_dir / "client.py", 0o644)
+    argv = [PYTHON, "-I", "-S", "/var/runtime/client.py"]
+    preload = Preload(argv=tuple(argv), script=runtime_dir / "client.py")
+    async with launcher_host("zygote", recording, data_dir, preload=preload) as host:
+        assert isinstance(host, ZygoteHost) and host.zygote is not None
+        async with bwrap_sandbox(host, data_dir, "inplace", Limits(memory_mb=128, tmp_mb=16)) as sb:
+            spec = SandboxSpec(argv=argv, env={"RUN": "7", "PATH": "/usr/bin"}, cwd="/var/task",
+                               mounts=(Mount(host=code_dir, inside="/var/task"), Mount(host=runtime_dir, inside="/var/runtime")),
+                               service_address_env=ADDR_ENV)  # fmt: skip
+            listener = await sb.start(spec)
+            try:
+                ch = await accept(listener, sb.output_fd)
+                obs = await ch.json()
+                # Imported once, in the zygote (another process), not by an interpreter started for it.
+                assert obs["imported_in"] != obs["pid"]
+                assert obs["file"] == "/var/runtime/client.py"  # under its inside name, for tracebacks
+                # As an exec of argv would be: argv, /proc/self/cmdline and environ, the environment.
+                assert obs["argv"] == ["/var/runtime/client.py"]
+                assert obs["cmdline"] == argv
+                assert obs["run"] == obs["environ_run"] == "7"
+                assert (obs["uid"], obs["cwd"]) == (INSIDE_UID, "/var/task")
+                await ch.send("bye")
+                with anyio.fail_after(10):
+                    exit_ = await sb.wait_exit()
+                assert (exit_.returncode, exit_.signal) == (3, None)  # sys.exit(3) from main()
+                ch.close()
+            finally:
+                listener.close()
+
+
+@needs_sandbox
+async def test_zygote_pool_hands_out_prepared_sandboxes_and_refills(recording: RecordingDriver, data_dir: Path, code_dir: Path) -> None:
+    async with launcher_host("zygote", recording, data_dir, pool_size=1) as host:
+        assert isinstance(host, ZygoteHost)
+
+        async def pooled() -> list[str]:
+            with anyio.fail_after(30):
+                while host.pooled() < 1:  # bounded: the pool fills in the background
+                    await anyio.sleep(0.01)
+            return [n for n in recording.created if n.startswith("pool-")]
+
+        first = await pooled()
+        assert len(first) == 1
+        async with bwrap_sandbox(host, data_dir, "taken", Limits(memory_mb=256, tmp_mb=512)) as sb:
+            # The sandbox got the pooled slot (its cgroup, now with this function's memory limit)...
+            mem = next(d for d in v1_dirs(first[0]) if d.parts[len(CGROUP_ROOT.parts)] == "memory")
+            assert (mem / "memory.limit_in_bytes").read_text().strip() == str(256 * MB)
+            assert "taken" not in recording.created
+            listener = await sb.start(bwrap_spec(code_dir, 1, []))
+            try:
+                ch = await accept(listener, sb.output_fd)
+                await ch.json()
+                await ch.send("bye")
+                ch.close()
+            finally:
+                listener.close()
+            # ...and the pool made the next one behind it.
+            second = await pooled()
+            assert len(second) == 2 and first[0] in second
+        # Another /tmp size than the pool's: made on demand.
+        async with bwrap_sandbox(host, data_dir, "own-size", Limits(memory_mb=128, tmp_mb=16)):
+            assert "own-size" in recording.created
+
+
+@needs_sandbox
+async def test_zygote_environments_end_with_the_server_even_frozen(recording: RecordingDriver, data_dir: Path, code_dir: Path) -> None:
+    async with launcher_host("zygote", recording, data_dir) as host:
+        assert isinstance(host, ZygoteHost) and host.zygote is not None
+        async with bwrap_sandbox(host, data_dir, "orphan", Limits(memory_mb=128, tmp_mb=16)) as sb:
+            listener = await sb.start(bwrap_spec(code_dir, 1, []))
+            try:
+                ch = await accept(listener, sb.output_fd)
+                await ch.json()
+                sb.freeze()
+                # What the server's death does: its end of the lifeline closes, the zygote dies.
+                await host.zygote.close()
+                with anyio.fail_after(10):
+                    exit_ = await sb.wait_exit()
+                assert exit_.signal == signal.SIGKILL
+                await wait_until_empty("orphan")
+                ch.close()
+            finally:
+                listener.close()
