@@ -1,4 +1,4 @@
-"""Lamina's own endpoints under /lamina/v1: health, code download, logs, statistics."""
+"""Lamina's own endpoints under /lamina/v1: health, code download, logs, statistics, metrics."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from lamina.api.common import Services, json_response
+from lamina.metrics import CONTENT_TYPE
 from lamina.model.errors import InvalidParameterValueException, ResourceNotFoundException
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -79,3 +80,8 @@ async def environments(request: Request, s: Services) -> Response:
             ],
         }
     )
+
+
+async def metrics(request: Request, s: Services) -> Response:
+    """Prometheus metrics (text exposition format): invocations, throttles, durations, concurrency."""
+    return Response(s.invoker.metrics.render(), media_type=CONTENT_TYPE)

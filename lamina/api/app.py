@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from lamina.api import admin, concurrency, functions, invoke, tags, versions
 from lamina.api.common import Handler, Services, endpoint
@@ -25,7 +26,8 @@ class UnknownOperationException(LambdaError):
     code, status, fault = "UnknownOperationException", 404, "User"
 
 
-def build_app(services: Services) -> Starlette:
+def build_app(services: Services) -> ASGIApp:
+    """Starlette for every route, behind `InvokeRoute`, which answers Invoke itself (the hot path)."""
     table: list[tuple[str, str, Handler]] = [
         ("POST", F, functions.create_function),
         ("POST", F + "/", functions.create_function),
@@ -43,7 +45,7 @@ def build_app(services: Services) -> Starlette:
         ("GET", F + "/{name}/aliases/{alias}", versions.get_alias),
         ("PUT", F + "/{name}/aliases/{alias}", versions.update_alias),
         ("DELETE", F + "/{name}/aliases/{alias}", versions.delete_alias),
-        ("POST", F + "/{name}/invocations", invoke.invoke),
+        # POST F + "/{name}/invocations" (Invoke) is answered by invoke.InvokeRoute, in front.
         ("POST", "/2014-11-13/functions/{name}/invoke-async/", invoke.invoke_async),
         ("POST", "/2014-11-13/functions/{name}/invoke-async", invoke.invoke_async),
         ("PUT", "/2017-10-31/functions/{name}/concurrency", concurrency.put_function_concurrency),
@@ -61,6 +63,7 @@ def build_app(services: Services) -> Starlette:
         ("GET", "/lamina/v1/code/{sha}.zip", admin.download_code),
         ("GET", "/lamina/v1/logs/{name}", admin.read_logs),
         ("GET", "/lamina/v1/environments", admin.environments),
+        ("GET", "/lamina/v1/metrics", admin.metrics),
     ]
     # One Route per path, dispatching on method, so a wrong method is a 405 and not a 404.
     by_path: dict[str, dict[str, Handler]] = {}
@@ -75,7 +78,7 @@ def build_app(services: Services) -> Starlette:
 
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
     app.router.redirect_slashes = False
-    return app
+    return invoke.InvokeRoute(services, app)
 
 
 async def _missing(request: Request) -> Response:

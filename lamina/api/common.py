@@ -73,10 +73,16 @@ def endpoint(services: Services, handler: Handler) -> Callable[[Request], Awaita
         try:
             services.authorizer.authorize(request, operation)
             return await handler(request, services)
-        except LambdaError as exc:
-            return error_response(exc)
-        except Exception as exc:  # the boundary: log it whole, answer 500 as Lambda would
-            log.exception("unhandled error in %s %s", request.method, request.url.path)
-            return error_response(ServiceException(f"Lamina hit an internal error: {type(exc).__name__}: {exc}"))
+        except Exception as exc:
+            return failure_response(exc, request.method, request.url.path)
 
     return run
+
+
+def failure_response(exc: Exception, method: str, path: str) -> Response:
+    """The answer to what a handler raised: a LambdaError in Lambda's shape; anything else is the
+    boundary's (logged whole, answered 500 as Lambda would)."""
+    if isinstance(exc, LambdaError):
+        return error_response(exc)
+    log.error("unhandled error in %s %s", method, path, exc_info=exc)
+    return error_response(ServiceException(f"Lamina hit an internal error: {type(exc).__name__}: {exc}"))

@@ -16,6 +16,7 @@ from lamina.envs.manager import EnvironmentManager
 from lamina.functions.service import FunctionService
 from lamina.invoke.concurrency import ConcurrencyLimiter
 from lamina.invoke.routing import Route, resolve
+from lamina.metrics import Metrics
 from lamina.model.errors import TooManyRequestsException
 from lamina.model.ids import RequestId
 from lamina.model.invocation import Invocation, InvokeRequest, InvokeResult
@@ -32,11 +33,21 @@ class InvokerStatistics:
 
 
 class Invoker:
-    def __init__(self, *, functions: FunctionService, manager: EnvironmentManager, limiter: ConcurrencyLimiter) -> None:
+    def __init__(
+        self,
+        *,
+        functions: FunctionService,
+        manager: EnvironmentManager,
+        limiter: ConcurrencyLimiter,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._functions = functions
         self._manager = manager
         self._limiter = limiter
         self._events: set[asyncio.Task[None]] = set()
+        # What every invoke ran into; the admin API serves it (GET /lamina/v1/metrics).
+        self.metrics = metrics or Metrics()
+        self.metrics.watch_concurrency(lambda: limiter.statistics().in_use)
 
     def route(self, req: InvokeRequest) -> Route:
         """Resolve without running (DryRun); raises the same errors an invoke would."""
@@ -53,11 +64,16 @@ class Invoker:
             trace_id=req.trace_id,
             tail_log=req.tail_log,
         )
-        with self._limiter.lease(
-            route.config.name, reserved=route.reserved, unreserved_pool=self._functions.unreserved_concurrency
-        ):
-            async with self._manager.acquire(route.config, network=route.network) as env:
-                return await env.invoke(inv)
+        name = route.config.name
+        try:
+            with self._limiter.lease(name, reserved=route.reserved, unreserved_pool=self._functions.unreserved_concurrency):
+                async with self._manager.acquire(route.config, network=route.network) as env:
+                    result = await env.invoke(inv)
+        except TooManyRequestsException as exc:  # the limiter's, or memory admission's (a cold start)
+            self.metrics.record_throttle(name, exc.reason)
+            raise
+        self.metrics.record(name, result)
+        return result
 
     def submit_event(self, req: InvokeRequest) -> RequestId:
         """Accept an Event invocation: resolve now (so errors reach the caller), run in the background."""

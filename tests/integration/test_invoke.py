@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import re
 import threading
@@ -265,3 +266,72 @@ def test_unfinished_last_line_stays_with_its_invocation(lambda_client: Any, fnam
     assert "no newline one" in first
     assert second[0].startswith("START RequestId:")
     assert "no newline two" in second
+
+
+def raw_request(server: RunningServer, method: str, path: str, body: bytes | None = None, **headers: str) -> tuple[int, dict[str, str], bytes]:
+    """One unsigned request over http.client (Lamina does not check signatures yet)."""
+    conn = http.client.HTTPConnection(server.endpoint.removeprefix("http://"), timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def test_payload_json_is_checked_strictly(lambda_client: Any, fname: str) -> None:
+    """Lambda's parser refuses what Python's json accepts beyond RFC 8259 (NaN, Infinity)."""
+    deploy(lambda_client, fname, {"app.py": ECHO})
+    for bad in (b"NaN", b'{"x": Infinity}', b'{"x": 1}{', b"[1,]", b'{"x": "\xff"}'):
+        with pytest.raises(ClientError) as exc:
+            lambda_client.invoke(FunctionName=fname, Payload=bad)
+        assert exc.value.response["Error"]["Code"] == "InvalidRequestContentException", bad
+    with pytest.raises(ClientError) as exc:
+        lambda_client.invoke(FunctionName=fname, Payload=b"{not json")
+    assert exc.value.response["Error"]["Message"] == (
+        "Could not parse request body into json: Could not parse payload into json: "
+        "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"
+    )
+    # Valid JSON of every top-level kind reaches the handler unchanged.
+    for good in ([1, {"a": None}], "text", 3.5, True, None, {"deep": [[[[{"u": "é€😀"}]]]]}):
+        assert payload(lambda_client.invoke(FunctionName=fname, Payload=json.dumps(good, ensure_ascii=False).encode()))["event"] == good
+
+
+def test_invoke_over_raw_http(server: RunningServer, lambda_client: Any, fname: str) -> None:
+    """The Invoke route's HTTP edges: headers, query, chunked bodies, wrong methods and paths."""
+    deploy(lambda_client, fname, {"app.py": ECHO})
+    version = lambda_client.publish_version(FunctionName=fname)["Version"]
+    path = f"/2015-03-31/functions/{fname}/invocations"
+
+    status, headers, body = raw_request(server, "POST", path, b'{"a": 1}', **{"X-Amz-Log-Type": "Tail"})
+    assert status == 200 and headers["content-type"] == "application/json"
+    assert headers["x-amz-executed-version"] == "$LATEST" and "x-amz-function-error" not in headers
+    assert json.loads(body)["request_id"] == headers["x-amzn-requestid"]
+    assert "REPORT RequestId" in base64.b64decode(headers["x-amz-log-result"]).decode()
+
+    status, headers, body = raw_request(server, "POST", f"{path}?Qualifier={version}", b"{}")
+    assert status == 200 and headers["x-amz-executed-version"] == version
+
+    # A body sent in chunks is joined before it is checked and passed on.
+    event = {"rows": [{"i": i, "s": "x" * 100} for i in range(3000)]}
+    conn = http.client.HTTPConnection(server.endpoint.removeprefix("http://"), timeout=30)
+    try:
+        data = json.dumps(event).encode()
+        conn.request("POST", path, body=iter([data[:1000], data[1000:200_000], data[200_000:]]), encode_chunked=True)
+        resp = conn.getresponse()
+        assert resp.status == 200 and json.loads(resp.read())["event"] == event
+    finally:
+        conn.close()
+
+    status, headers, body = raw_request(server, "POST", path, b"{}", **{"X-Amz-Invocation-Type": "Sometimes"})
+    assert status == 400 and headers["x-amzn-errortype"] == "ValidationException"
+    assert "Member must satisfy enum value set: [Event, RequestResponse, DryRun]" in json.loads(body)["message"]
+    status, headers, _ = raw_request(server, "POST", path, b"{}", **{"X-Amz-Invocation-Type": "DryRun"})
+    assert status == 204 and headers["x-amzn-requestid"]
+    status, headers, _ = raw_request(server, "POST", "/2015-03-31/functions/no-such-function/invocations", b"{}")
+    assert status == 404 and headers["x-amzn-errortype"] == "ResourceNotFoundException"
+    # Other methods and near-miss paths answer as any unknown operation does.
+    for method, other in (("GET", path), ("PUT", path), ("POST", path + "/"), ("POST", "/2015-03-31/functions//invocations")):
+        status, headers, body = raw_request(server, method, other, b"{}")
+        assert (status, headers["x-amzn-errortype"]) == (404, "UnknownOperationException"), (method, other)
+        assert json.loads(body)["message"] == f"Lamina does not implement {method} {other}."

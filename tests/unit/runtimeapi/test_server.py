@@ -87,3 +87,37 @@ async def test_runtime_hanging_up_while_parked_loses_no_event() -> None:
         writer.close()
     finally:
         server.close()
+
+
+async def test_pipelined_requests_are_answered_in_order() -> None:
+    """A /next pipelined behind a response is answered after that response's 202, even when the
+    next event is delivered before the listener gets to the 202's turn."""
+    session = RuntimeSession()
+    server = await start_listener(session)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        await session.wait_ready()
+        reply = session.deliver(NextEvent(request_id="one", deadline_ms=1, invoked_arn="a", payload=b"{}"))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert b"Lambda-Runtime-Aws-Request-Id: one\r\n" in head
+        await reader.readexactly(2)
+        writer.write(
+            b"POST /2018-06-01/runtime/invocation/one/response HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\ntrue"
+            b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        await writer.drain()
+        assert (await reply).body == b"true"  # awaited directly, so "two" is delivered at once
+        session.deliver(NextEvent(request_id="two", deadline_ms=1, invoked_arn="a", payload=b"[]"))
+        first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert first.startswith(b"HTTP/1.1 202 ")
+        assert await reader.readexactly(len(b'{"status":"OK"}')) == b'{"status":"OK"}'
+        second = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert second.startswith(b"HTTP/1.1 200 ") and b"Lambda-Runtime-Aws-Request-Id: two\r\n" in second
+        assert await reader.readexactly(2) == b"[]"
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        server.close()
