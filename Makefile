@@ -14,9 +14,10 @@ test:
 	.venv/bin/mypy
 	.venv/bin/python -m pytest
 
+# Options go through BENCH, e.g. `make bench BENCH=--quick`.
 bench:
-	@bash scripts/setup.sh test
-	.venv/bin/python bench/run.py
+	@bash scripts/setup.sh bench
+	.venv/bin/python bench/run.py --json --plot $(BENCH)
 
 clean:
 	rm -rf .venv data bench/results

@@ -15,6 +15,10 @@
 - L_bwrap (PERFORMANCE Part 3): `bwrap --ro-bind / / --unshare-all --die-with-parent true`
   minus `true`; and L_py inside bwrap with the namespaces, binds and uid Lamina's sandboxes use
   (no cgroup, seccomp or /tmp image): what the sandbox adds to an interpreter start.
+- The bwrap creation rate at 2 parallel (G6): that same bwrap command from 2 threads spawning
+  back to back (as `xargs -P2`), completed runs over wall time.
+- L_1MB (G10): the echo server's `/echo` round trip of a 1 MB JSON body (echoed back) minus that
+  of a 1 KB one, on one persistent connection.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import select
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -32,8 +37,8 @@ from pathlib import Path
 
 import loadgen
 import procs
-from echo_server import READY_PREFIX
-from stats import Figure, bounded, latency_figure, rate_figure
+from echo_server import ECHO_PATH, READY_PREFIX
+from stats import Figure, bounded, latency_figure, rate_figure, value_figure
 
 from lamina.runtimes.catalog import PYTHON_BOOTSTRAP
 
@@ -172,14 +177,78 @@ def spawn_wait(argv: Sequence[str], env: Mapping[str, str], expected: int) -> fl
 
 def l_bwrap(*, count: int, warmup: int, seconds: float) -> Figure | None:
     """`bwrap --ro-bind / / --unshare-all --die-with-parent true` minus `true`; None without bwrap."""
-    bwrap, true = shutil.which("bwrap"), shutil.which("true")
-    if bwrap is None or true is None:
+    argv, true = bwrap_argv(), shutil.which("true")
+    if argv is None or true is None:
         return None
-    argv = [bwrap, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", true]
     plain = latency_figure("true", "true", spawn_samples([true], count=count, warmup=warmup, seconds=seconds))
     boxed = spawn_samples(argv, count=count, warmup=warmup, seconds=seconds)
     return latency_figure("l_bwrap", "L_bwrap: bwrap --unshare-all true", [b - plain.p50 for b in boxed],
                           argv=argv, true_p50=plain.p50)  # fmt: skip
+
+
+def bwrap_argv() -> list[str] | None:
+    """The L_bwrap command (PERFORMANCE 2d); None without bwrap."""
+    bwrap, true = shutil.which("bwrap"), shutil.which("true")
+    if bwrap is None or true is None:
+        return None
+    return [bwrap, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", true]
+
+
+def bwrap_rate(*, parallel: int, count: int, seconds: float) -> Figure | None:
+    """`bwrap --unshare-all true` started by `parallel` threads back to back (as `xargs -P`): runs
+    completed over the wall time of all of them. None without bwrap."""
+    argv = bwrap_argv()
+    if argv is None:
+        return None
+    environ = dict(os.environ)
+    for _ in bounded(3, seconds):
+        spawn_wait(argv, environ, 0)  # page in bwrap and its libraries before the clock starts
+    lock = threading.Lock()
+    started = [0]
+    latencies: list[float] = []
+    failures: list[BaseException] = []
+    deadline = time.monotonic() + seconds
+
+    def worker() -> None:
+        try:
+            while time.monotonic() < deadline:
+                with lock:
+                    if started[0] >= count:
+                        return
+                    started[0] += 1
+                latencies.append(spawn_wait(argv, environ, 0))  # list.append is atomic
+        except (OSError, RuntimeError) as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(parallel)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 30)  # each spawn is bounded by bwrap running `true`
+    wall = time.perf_counter() - t0
+    if failures or not latencies:
+        raise RuntimeError(f"bwrap rate: {failures[0] if failures else 'no run completed'}")
+    return rate_figure(f"bwrap_rate_{parallel}", f"bwrap --unshare-all true, {parallel} parallel", len(latencies), wall,
+                       latencies, parallel=parallel, argv=argv)  # fmt: skip
+
+
+def payload_rtts(echo: EchoServer, *, small: int, large: int, warmup: int, seconds: float) -> list[Figure]:
+    """The /echo round trips of a 1 KB and a 1 MB event on one connection, and L_1MB, their p50s' difference."""
+    conn = loadgen.connect(echo.port)
+    path = ECHO_PATH.decode()
+    try:
+        loadgen.timed_posts(conn, path, warmup, seconds, body=loadgen.EVENT_1MB)
+        loadgen.timed_posts(conn, path, warmup, seconds, body=loadgen.EVENT_1KB)
+        kb = loadgen.timed_posts(conn, path, small, seconds, body=loadgen.EVENT_1KB)
+        mb = loadgen.timed_posts(conn, path, large, seconds, body=loadgen.EVENT_1MB)
+    finally:
+        conn.close()
+    fig_kb = latency_figure("echo_1kb", "echo RTT, 1 KB event echoed back", kb, event_bytes=len(loadgen.EVENT_1KB))
+    fig_mb = latency_figure("echo_1mb", "echo RTT, 1 MB event echoed back", mb, event_bytes=len(loadgen.EVENT_1MB))
+    l_1mb = value_figure("l_1mb", "L_1MB: echo RTT 1 MB − 1 KB (p50s)", "ms", fig_mb.p50 - fig_kb.p50,
+                         min(fig_kb.n, fig_mb.n), echo_1kb_p50=fig_kb.p50, echo_1mb_p50=fig_mb.p50)  # fmt: skip
+    return [fig_kb, fig_mb, l_1mb]
 
 
 NOBODY = 65534

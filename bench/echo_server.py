@@ -1,7 +1,9 @@
 """The L_http baseline server: minimal keep-alive HTTP/1.1 on uvloop + httptools (PERFORMANCE 2c).
 
 Run as `python echo_server.py`; it binds 127.0.0.1 on a free port, prints `ECHO_PORT <port>` and
-answers every request with `{"ok":true}` until SIGTERM or SIGINT. One event-loop thread, one
+answers every request with `{"ok":true}` until SIGTERM or SIGINT, except requests to `/echo`,
+which get their own body back (L_1MB: a no-op function returns its event, so the platform's 1 MB
+invoke carries 1 MB both ways, and so does its baseline). One event-loop thread, one
 asyncio.Protocol per connection, no framework: the floor for one HTTP exchange on this machine.
 """
 
@@ -17,6 +19,7 @@ import uvloop
 
 READY_PREFIX = "ECHO_PORT "
 _BODY = b'{"ok":true}'
+ECHO_PATH = b"/echo"
 _RESPONSE = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
     + str(len(_BODY)).encode()
@@ -29,6 +32,8 @@ class EchoProtocol(asyncio.Protocol):
     def __init__(self) -> None:
         self._transport: asyncio.WriteTransport | None = None
         self._parser = httptools.HttpRequestParser(self)
+        self._echo = False
+        self._body: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
@@ -44,10 +49,25 @@ class EchoProtocol(asyncio.Protocol):
             if self._transport is not None:
                 self._transport.close()
 
-    # httptools callback: the whole request (headers and body) has arrived.
+    # httptools callbacks. Only /echo keeps its body: the plain reply stays the cheapest possible.
+    def on_url(self, url: bytes) -> None:
+        self._echo = url == ECHO_PATH
+
+    def on_body(self, body: bytes) -> None:
+        if self._echo:
+            self._body.append(body)
+
+    # The whole request (headers and body) has arrived.
     def on_message_complete(self) -> None:
-        if self._transport is not None:
+        if self._transport is None:
+            return
+        if not self._echo:
             self._transport.write(_RESPONSE)
+            return
+        body = b"".join(self._body)
+        self._body.clear()
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        self._transport.writelines((head, body))
 
 
 async def serve() -> None:

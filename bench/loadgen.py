@@ -30,6 +30,16 @@ HOST = "127.0.0.1"
 # ~80 bytes, as in PERFORMANCE 2c.
 BODY = b'{"id":12345,"name":"lamina-bench","payload":"abcdefghijklmnopqrstuvwxyz0123456789"}'
 JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def event_of_size(size: int) -> bytes:
+    """A JSON event of exactly `size` bytes: one string field, as an API Gateway body carries it."""
+    frame = b'{"body":""}'
+    return b'{"body":"' + b"x" * (size - len(frame)) + b'"}'
+
+
+EVENT_1KB = event_of_size(1024)
+EVENT_1MB = event_of_size(1024 * 1024)
 REQUEST_TIMEOUT_S = 30.0
 PHASE_TIMEOUT_S = 60.0
 

@@ -37,7 +37,8 @@ from typing import Any
 
 import loadgen
 import procs
-from stats import Figure, bounded, latency_figure, rate_figure
+import wrk
+from stats import Figure, bounded, latency_figure, rate_figure, value_figure
 
 from lamina.testing import deploy
 
@@ -65,6 +66,12 @@ def invoke_path(name: str) -> str:
 def deploy_noop(client: Any, name: str, memory_size: int = DEFAULT_MEMORY_MB) -> None:
     """create_function, then wait for the function_active_v2 waiter."""
     deploy(client, name, {"app.py": HANDLER_SOURCE}, runtime=RUNTIME, handler="app.handler", MemorySize=memory_size, Timeout=30)
+
+
+def deploy_wrk_target(client: Any, name: str, memory_size: int, reserved: int = 2) -> None:
+    """The no-op again, capped at `reserved` environments (PutFunctionConcurrency): G7's and G10's."""
+    deploy_noop(client, name, memory_size)
+    client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=reserved)
 
 
 def deploy_probe(client: Any, name: str, memory_size: int = DEFAULT_MEMORY_MB) -> None:
@@ -171,8 +178,11 @@ def throughput(port: int, name: str, *, clients: int, seconds: float, server_pid
     )
 
 
-def cold_starts(client: Any, port: int, name: str, *, count: int, seconds: float) -> tuple[Figure, Figure]:
-    """(invoke latency, REPORT Init Duration) of invokes that each find no idle environment."""
+def cold_starts(
+    client: Any, port: int, name: str, *, count: int, seconds: float, suffix: str = "", what: str = ""
+) -> tuple[Figure, Figure]:
+    """(invoke latency, REPORT Init Duration) of invokes that each find no idle environment;
+    the figures are `cold_start<suffix>` and `init_duration<suffix>`."""
     conn = loadgen.connect(port)
     latencies: list[float] = []
     inits: list[float] = []
@@ -186,9 +196,61 @@ def cold_starts(client: Any, port: int, name: str, *, count: int, seconds: float
             inits.append(_report_value(_INIT, log, "Init Duration"))
     finally:
         conn.close()
+    label = f" ({what})" if what else ""
     return (
-        latency_figure("cold_start", "cold start: invoke with no idle env", latencies),
-        latency_figure("init_duration", "cold start: REPORT Init Duration", inits),
+        latency_figure(f"cold_start{suffix}", f"cold start{label}: invoke with no idle env", latencies),
+        latency_figure(f"init_duration{suffix}", f"cold start{label}: REPORT Init Duration", inits),
+    )
+
+
+def payload_invokes(port: int, name: str, *, small: int, large: int, warmup: int, seconds: float) -> list[Figure]:
+    """Warm invokes with a 1 KB and a 1 MB event (the no-op returns it: 1 MB each way), and G10's
+    figure: the 1 MB p50 less the 1 KB p50, what the platform's path adds per MB."""
+    conn = loadgen.connect(port)
+    path = invoke_path(name)
+    try:
+        loadgen.timed_posts(conn, path, warmup, seconds, body=loadgen.EVENT_1MB)
+        loadgen.timed_posts(conn, path, warmup, seconds, body=loadgen.EVENT_1KB)
+        kb = loadgen.timed_posts(conn, path, small, seconds, body=loadgen.EVENT_1KB)
+        mb = loadgen.timed_posts(conn, path, large, seconds, body=loadgen.EVENT_1MB)
+    finally:
+        conn.close()
+    fig_kb = latency_figure("invoke_1kb", "warm invoke, 1 KB event", kb, event_bytes=len(loadgen.EVENT_1KB))
+    fig_mb = latency_figure("invoke_1mb", "warm invoke, 1 MB event", mb, event_bytes=len(loadgen.EVENT_1MB))
+    extra = value_figure("event_1mb_extra", "1 MB event: warm p50 − 1 KB p50", "ms", fig_mb.p50 - fig_kb.p50,
+                         min(fig_kb.n, fig_mb.n), invoke_1kb_p50=fig_kb.p50, invoke_1mb_p50=fig_mb.p50)  # fmt: skip
+    return [fig_kb, fig_mb, extra]
+
+
+def environment_stats(port: int) -> dict[str, Any]:
+    """GET /lamina/v1/environments: counts (environments, idle, busy, coldStarts, ...) and details."""
+    conn = loadgen.connect(port)
+    try:
+        status, data = loadgen.get(conn, "/lamina/v1/environments")
+    finally:
+        conn.close()
+    if status != 200:
+        raise loadgen.BenchHTTPError(f"GET /lamina/v1/environments answered {status}: {data[:200]!r}")
+    doc: dict[str, Any] = json.loads(data)
+    return doc
+
+
+def environments_of(port: int, name: str) -> int:
+    return sum(1 for d in environment_stats(port)["details"] if d["function"] == name)
+
+
+WRK_CONNECTIONS = (2, 8)
+
+
+def wrk_throughput(port: int, name: str, *, seconds: int) -> Figure:
+    """G7: wrk POSTing the small event to the Invoke path of `name`, whose reserved concurrency
+    holds it to 2 environments: -c2 and -c8 after a warm-up run, the better 2xx rate kept. With
+    -c8, 6 connections beyond the 2 environments are throttled (429): counted as non-2xx."""
+    url = f"http://127.0.0.1:{port}{invoke_path(name)}"
+    wrk.run(url, connections=2, seconds=1)  # both environments started and warm, untimed
+    runs = [wrk.run(url, connections=c, seconds=seconds) for c in WRK_CONNECTIONS]
+    return wrk.best_figure(
+        "wrk_throughput", "warm throughput, wrk, 2 environments", runs, environments=environments_of(port, name)
     )
 
 

@@ -5,16 +5,19 @@ sequential invoke is a chain of client, server and runtime work, so the three CP
 to nearly the whole latency when nothing waits.
 
 A runtime is a descendant of the server, not always its child: in process mode the server spawns
-the interpreter itself; in sandbox mode the chain is setpriv (exec'd into bwrap) → bwrap → the
-command (prlimit exec'd into the interpreter), and the wrappers' argv hold `bootstrap.py` too.
-So runtimes are the server's descendants whose argv[0] is a Python interpreter and whose argv
-holds the runtime client. Their cgroup's cpu.stat (read-only) says how often the CPU cap of the
+the interpreter itself; in sandbox mode with bubblewrap the chain is setpriv (exec'd into bwrap)
+→ bwrap → the command (prlimit exec'd into the interpreter), and the wrappers' argv hold
+`bootstrap.py` too; with the zygote, environments are forked from a template process (and keep
+an argv naming the runtime client). So runtimes are the server's descendants whose argv[0] is a
+Python interpreter and whose argv holds the runtime client. Their cgroup's cpu.stat (read-only) says how often the CPU cap of the
 function's MemorySize throttled them.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,3 +186,133 @@ class CpuSnapshot:
             "runtimes": (later.runtimes - self.runtimes) * 1000 / n,
             "client": (later.client - self.client) * 1000 / n,
         }
+
+
+# --- memory of environments (G9) ---------------------------------------------------------------
+
+
+def pss_kb(pid: int) -> int | None:
+    """Proportional set size of one process (smaps_rollup; shared pages split among their users)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None  # gone meanwhile
+    return None
+
+
+def parent(pid: int) -> int | None:
+    try:
+        return int(_stat_fields(pid)[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def environment_trees(server_pid: int, runtimes: list[int]) -> dict[int, list[int]]:
+    """For each runtime (one per environment): the processes that belong to its environment alone.
+
+    That is the runtime, its descendants, and its ancestors below the server that are no other
+    runtime's ancestor: in sandbox mode the bwrap processes or the container init an environment
+    runs under; a process shared by several environments (the zygote they were forked from) is
+    counted in none of them.
+    """
+    chains: dict[int, list[int]] = {}
+    for runtime in runtimes:
+        chain: list[int] = []
+        pid: int | None = parent(runtime)
+        while pid is not None and pid not in (server_pid, 0, 1) and len(chain) < 16:
+            chain.append(pid)
+            pid = parent(pid)
+        chains[runtime] = chain if pid == server_pid else []
+    users: dict[int, int] = {}
+    for chain in chains.values():
+        for pid in chain:
+            users[pid] = users.get(pid, 0) + 1
+    return {
+        runtime: [runtime, *descendants(runtime), *(p for p in chain if users[p] == 1)]
+        for runtime, chain in chains.items()
+    }
+
+
+# --- what a stopped server leaves behind -------------------------------------------------------
+
+
+def start_time(pid: int) -> int | None:
+    """When a process started (clock ticks since boot): with the pid, it names one process for good."""
+    try:
+        return int(_stat_fields(pid)[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def snapshot_tree(pid: int) -> dict[int, int]:
+    """The descendants of `pid` now, each with its start time."""
+    out = {}
+    for child in descendants(pid):
+        started = start_time(child)
+        if started is not None:
+            out[child] = started
+    return out
+
+
+def comm(pid: int) -> str:
+    """The process's name (/proc/<pid>/comm: the executable's, or what the process set)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def end_leftovers(tree: dict[int, int], timeout: float = 5.0) -> dict[int, str]:
+    """SIGKILL every process of a `snapshot_tree` still alive (same pid, same start time): what a
+    stopped server left running. A process in a frozen cgroup only dies once thawed, so its
+    freezer is thawed too. Returns the pids that were left, with their command lines."""
+    left = {pid: command_line(pid) for pid, started in tree.items() if start_time(pid) == started and _alive(pid)}
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            continue
+        _thaw(pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(start_time(p) == tree[p] and _alive(p) for p in left):
+        time.sleep(0.05)
+    return left
+
+
+def _alive(pid: int) -> bool:
+    """Not a zombie: a dead child waits for its new parent (PID 1 here) to reap it, and holds nothing."""
+    try:
+        return _stat_fields(pid)[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def _thaw(pid: int) -> None:
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        rel = path.lstrip("/")
+        if "freezer" in controllers.split(","):
+            targets = [(CGROUP_ROOT / "freezer" / rel / "freezer.state", "THAWED")]
+        elif controllers == "" and rel:  # v2: mounted at the root, or beside v1 as `unified`
+            targets = [(CGROUP_ROOT / d / rel / "cgroup.freeze", "0") for d in ("unified", ".")]
+        else:
+            continue
+        for target, value in targets:
+            try:
+                target.write_text(value)
+            except OSError:
+                pass  # not frozen that way here, or gone meanwhile

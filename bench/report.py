@@ -1,9 +1,10 @@
-"""The result tables (rich) and JSON file: figures, their ratios to baselines, and the goals.
+"""The detail tables (rich) and the JSON file: figures, their ratios to baselines, and the targets.
 
 A ratio divides a platform figure by a baseline measured in the same run. Each isolation mode
 (`sandbox`, `process`) has its own platform figures and ratios; a third group divides the
 sandbox's figures by the process mode's ("sandbox / process"), the cost of isolation. Goals
-(PERFORMANCE.md Part 3) are shown for reference only: a miss is reported, never an error.
+(PERFORMANCE.md Part 3, goals.py) are shown beside the sandbox's rows and summed up in the
+scorecard (scorecard.py): a miss is reported, never an error.
 """
 
 from __future__ import annotations
@@ -12,28 +13,15 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from goals import TARGETS, Target, target_for
 from stats import Figure
 
 SANDBOX, PROCESS = "sandbox", "process"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Goal:
-    id: str
-    bound: Literal["max", "min"]
-    ratio: float | None  # None: no baseline here to hold it to (shown as text only)
-    text: str
-    sandbox_only: bool = False  # the goal is stated for sandboxed environments
-
-    def met(self, ratio: float | None) -> bool | None:
-        if self.ratio is None or ratio is None:
-            return None
-        return ratio <= self.ratio if self.bound == "max" else ratio >= self.ratio
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,7 +33,11 @@ class Row:
     label: str | None = None
     baseline: str | None = None
     baseline_field: str = "p50"
-    goal: Goal | None = None
+
+    @property
+    def goal(self) -> Target | None:
+        """The issue's target for this comparison (goals.py), if it has one."""
+        return target_for(self.figure, self.field, self.baseline)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,13 +51,10 @@ class ModeResult:
     memory_size: int
     endpoint: str
     notes: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # figure → why this run has none
 
 
-G1_P50 = Goal(id="G1", bound="max", ratio=4.0, text="G1 p50 ≤ 4 × L_http")
-G1_P99 = Goal(id="G1", bound="max", ratio=10.0, text="G1 p99 ≤ 10 × L_http")
-G4 = Goal(id="G4", bound="max", ratio=5.0, text="G4 p50 ≤ 5 × L_py (sandboxed)", sandbox_only=True)
-G5 = Goal(id="G5", bound="max", ratio=0.5, text="G5 ≤ 0.5 × L_bwrap")
-G7 = Goal(id="G7", bound="min", ratio=None, text="G7 ≥ 0.7 × L_relay_wrk (not measured here)")
+G5 = next(t for t in TARGETS if t.goal == "G5")
 
 BASELINE_ROWS: tuple[Row, ...] = (
     Row(figure="l_http", field="p50", label="L_http p50: echo RTT"),
@@ -75,35 +64,50 @@ BASELINE_ROWS: tuple[Row, ...] = (
     Row(figure="py_plain", field="p50", label="python3 -c pass (site, .pth)"),
     Row(figure="rt_start", field="p50"),
     Row(figure="rt_start_system", field="p50"),
+    Row(figure="l_fork", field="p50"),
+    Row(figure="l_pss"),
     Row(figure="l_py_bwrap", field="p50"),
     Row(figure="rt_start_bwrap", field="p50"),
     Row(figure="l_bwrap", field="p50"),
+    Row(figure="bwrap_rate_2"),
     Row(figure="tmp_image", field="p50"),
     Row(figure="cgroup_create", field="p50"),
     Row(figure="cgroup_attach", field="p50"),
     Row(figure="echo_throughput_1", label="echo throughput, 1 client"),
     Row(figure="echo_throughput_8", label="echo throughput, 8 clients"),
+    Row(figure="l_relay_wrk"),
+    Row(figure="echo_1kb", field="p50"),
+    Row(figure="echo_1mb", field="p50"),
+    Row(figure="l_1mb"),
+    Row(figure="peer_python_lambda_local", field="p50"),
 )
 
 PLATFORM_ROWS: tuple[Row, ...] = (
     Row(figure="api_floor", field="p50", label="API floor p50: GET health", baseline="l_http"),
-    Row(figure="warm_invoke", field="p50", label="warm invoke p50", baseline="l_http", goal=G1_P50),
-    Row(figure="warm_invoke", field="p99", label="warm invoke p99", baseline="l_http", goal=G1_P99),
+    Row(figure="warm_invoke", field="p50", label="warm invoke p50", baseline="l_http"),
+    Row(figure="warm_invoke", field="p99", label="warm invoke p99", baseline="l_http"),
     Row(figure="warm_invoke_boto3", field="p50", label="warm invoke p50 via boto3", baseline="l_http"),
     Row(figure="warm_report_duration", field="p50", label="warm REPORT Duration p50"),
     Row(figure="throughput_1", label="warm throughput, 1 client", baseline="echo_throughput_1", baseline_field="value"),
-    Row(
-        figure="throughput_8",
-        label="warm throughput, 8 clients",
-        baseline="echo_throughput_8",
-        baseline_field="value",
-        goal=G7,
-    ),
-    Row(figure="cold_start", field="p50", label="cold start p50", baseline="l_py", goal=G4),
-    Row(figure="cold_start", field="p99", label="cold start p99", baseline="l_py"),
+    Row(figure="throughput_8", label="warm throughput, 8 clients", baseline="echo_throughput_8", baseline_field="value"),
+    Row(figure="wrk_throughput", label="warm throughput, wrk, 2 envs", baseline="l_relay_wrk", baseline_field="value"),
+    Row(figure="cold_start", field="p50", label="cold start p50", baseline="l_fork"),
+    Row(figure="cold_start", field="p99", label="cold start p99", baseline="l_fork"),
+    Row(figure="cold_start", field="p50", label="cold start p50 vs L_py", baseline="l_py"),
     # Init is mostly an interpreter start: compared with the interpreter this mode runs.
     Row(figure="init_duration", field="p50", label="Init Duration p50 (REPORT)", baseline="runtime_l_py"),
-)
+    Row(figure="cold_start_custom", field="p50", label="cold start p50, provided.al2023", baseline="l_py"),
+    Row(figure="init_duration_custom", field="p50", label="Init Duration p50, provided.al2023", baseline="l_py"),
+    Row(figure="invoke_1kb", field="p50", label="warm invoke p50, 1 KB event", baseline="echo_1kb"),
+    Row(figure="invoke_1mb", field="p50", label="warm invoke p50, 1 MB event", baseline="echo_1mb"),
+    Row(figure="event_1mb_extra", label="1 MB event: p50 − 1 KB p50", baseline="l_1mb", baseline_field="value"),
+    Row(figure="env_creation_rate", label="environments created /s (burst)", baseline="bwrap_rate_2",
+        baseline_field="value"),
+    Row(figure="idle_env_pss", label="idle environment PSS (p50)", baseline="l_pss", baseline_field="value"),
+    Row(figure="density_warm_before", field="p50", label="warm p50 before density", baseline="l_http"),
+    Row(figure="density_warm_after", field="p50", label="warm p50, +1,000 fns +300 envs",
+        baseline="density_warm_before"),
+)  # fmt: skip
 
 # sandbox / process: the same figure in both modes (the process mode's value is the baseline).
 MODE_ROWS: tuple[Row, ...] = (
@@ -113,9 +117,14 @@ MODE_ROWS: tuple[Row, ...] = (
     Row(figure="warm_report_duration", field="p50", label="warm REPORT Duration p50"),
     Row(figure="throughput_1", label="warm throughput, 1 client"),
     Row(figure="throughput_8", label="warm throughput, 8 clients"),
+    Row(figure="wrk_throughput", label="warm throughput, wrk, 2 envs"),
     Row(figure="cold_start", field="p50", label="cold start p50"),
     Row(figure="cold_start", field="p99", label="cold start p99"),
     Row(figure="init_duration", field="p50", label="Init Duration p50"),
+    Row(figure="cold_start_custom", field="p50", label="cold start p50, provided.al2023"),
+    Row(figure="invoke_1mb", field="p50", label="warm invoke p50, 1 MB event"),
+    Row(figure="env_creation_rate", label="environments created /s (burst)"),
+    Row(figure="idle_env_pss", label="idle environment PSS (p50)"),
 )
 
 
@@ -131,13 +140,13 @@ def lookup(mode: ModeResult, baselines: Mapping[str, Figure]) -> dict[str, Figur
 def ratio_of(row: Row, figures: Mapping[str, Figure]) -> float | None:
     if row.baseline is None or row.figure not in figures or row.baseline not in figures:
         return None
-    return float(getattr(figures[row.figure], row.field)) / float(getattr(figures[row.baseline], row.baseline_field))
+    base = float(getattr(figures[row.baseline], row.baseline_field))
+    return float(getattr(figures[row.figure], row.field)) / base if base else None
 
 
-def _goal_for(row: Row, mode: str) -> Goal | None:
-    if row.goal is None or (row.goal.sandbox_only and mode != SANDBOX):
-        return None
-    return row.goal
+def _goal_for(row: Row, mode: str) -> Target | None:
+    """Targets are stated for sandboxed environments: the process mode's rows show none."""
+    return row.goal if mode == SANDBOX else None
 
 
 def ratios(mode: ModeResult, baselines: Mapping[str, Figure]) -> list[dict[str, Any]]:
@@ -235,7 +244,7 @@ def _rt_start(mode: ModeResult) -> str:
 
 
 MODE_TITLES = {
-    SANDBOX: "sandbox: lamina up --isolation sandbox (bubblewrap, cgroups, seccomp)",
+    SANDBOX: "sandbox: lamina up --isolation sandbox (namespaces, cgroups, seccomp)",
     PROCESS: "process: lamina up --isolation process (plain processes)",
 }
 
@@ -257,8 +266,8 @@ def render(baselines: Mapping[str, Figure], modes: Mapping[str, ModeResult], con
                 less = "interpreter_difference" in r
                 table.add_row(
                     "  less the interpreters' difference" if less else "isolation cost: cold start p50, sandbox − process",
-                    _fmt(r["difference"], "ms", signed=True),
-                    _fmt(r["baseline_value"], "ms") + " L_bwrap",
+                    fmt(r["difference"], "ms", signed=True),
+                    fmt(r["baseline_value"], "ms") + " L_bwrap",
                     f"{r['value']:.2f}×",
                     _goal_cell(G5, r["value"]),
                     f"{modes[SANDBOX].figures['cold_start'].n}/{modes[PROCESS].figures['cold_start'].n}",
@@ -267,7 +276,7 @@ def render(baselines: Mapping[str, Figure], modes: Mapping[str, ModeResult], con
             s_fig, p_fig = modes[SANDBOX].figures[r["figure"]], modes[PROCESS].figures[r["figure"]]
             label = next(row.label for row in MODE_ROWS if row.figure == r["figure"] and row.field == r["field"])
             table.add_row(
-                label, _fmt(r["sandbox"], s_fig.unit), _fmt(r["process"], p_fig.unit), f"{r['value']:.2f}×", "",
+                label, fmt(r["sandbox"], s_fig.unit), fmt(r["process"], p_fig.unit), f"{r['value']:.2f}×", "",
                 f"{s_fig.n}/{p_fig.n}",
             )  # fmt: skip
         console.print(table)
@@ -277,8 +286,8 @@ def render(baselines: Mapping[str, Figure], modes: Mapping[str, ModeResult], con
 
 def _figure_table(title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    for column in ("figure", "value", "baseline", "ratio", "goal (reference)", "n"):
-        table.add_column(column, justify="left" if column in ("figure", "goal (reference)") else "right")
+    for column in ("figure", "value", "baseline", "ratio", "target", "n"):
+        table.add_column(column, justify="left" if column in ("figure", "target") else "right")
     return table
 
 
@@ -313,9 +322,9 @@ def render_cpu(baselines: Mapping[str, Figure], modes: Mapping[str, ModeResult],
         table.add_row(
             mode_name,
             label,
-            _fmt(fig.mean, "ms"),
-            *(_fmt(c, "ms") if c is not None else "" for c in cells),
-            _fmt(sum(c for c in cells if c is not None), "ms"),
+            fmt(fig.mean, "ms"),
+            *(fmt(c, "ms") if c is not None else "" for c in cells),
+            fmt(sum(c for c in cells if c is not None), "ms"),
         )
     console.print(table)
 
@@ -342,8 +351,8 @@ def render_breakdown(baselines: Mapping[str, Figure], modes: Mapping[str, ModeRe
             "p50 and mean per phase over the probe's cold starts (the means add up to the total, the p50s need "
             "not), bounded by the client's clock, the function module's CLOCK_MONOTONIC and the REPORT line "
             "(bench/platform_bench.py). 1: the request, routing, the environment's creation (sandbox: uid, "
-            "cgroup, /tmp image) and the reply after Duration; 2 + 3 = Init Duration; 2: sandbox launch (bwrap, "
-            "cgroup attach, netns listener), interpreter start and the runtime client's imports; 3: importing the "
+            "cgroup, /tmp image) and the reply after Duration; 2 + 3 = Init Duration; 2: sandbox launch (bwrap or "
+            "a zygote fork, cgroup attach, netns listener), interpreter start and the runtime client's imports; 3: importing the "
             "handler module and the first /next. References are measured outside any server in this run."
         ),
         caption_justify="left",
@@ -360,16 +369,16 @@ def render_breakdown(baselines: Mapping[str, Figure], modes: Mapping[str, ModeRe
         means: list[float] = []
         for m in present:
             fig = m.figures[name]
-            cells += [_fmt(fig.p50, "ms"), _fmt(fig.mean, "ms")]
+            cells += [fmt(fig.p50, "ms"), fmt(fig.mean, "ms")]
             means.append(fig.mean)
         if both:
-            cells.append(_fmt(means[0] - means[1], "ms", signed=True))
+            cells.append(fmt(means[0] - means[1], "ms", signed=True))
         table.add_row(label, *cells)
     table.add_section()
     cpu_cells: list[str] = []
     for m in present:
         cpu = m.figures.get("cold_launch_cpu")
-        cpu_cells += [_fmt(cpu.p50, "ms"), _fmt(cpu.mean, "ms")] if cpu else ["", ""]
+        cpu_cells += [fmt(cpu.p50, "ms"), fmt(cpu.mean, "ms")] if cpu else ["", ""]
     table.add_row("in 2: runtime CPU until the module ran", *cpu_cells, *([""] if both else []))
     references: list[tuple[str, dict[str, str | None]]] = [
         ("ref: L_py of the mode's interpreter", {m.mode: m.runtime_l_py for m in present}),
@@ -385,7 +394,7 @@ def render_breakdown(baselines: Mapping[str, Figure], modes: Mapping[str, ModeRe
         cells = []
         for m in present:
             ref = baselines.get(names.get(m.mode) or "")
-            cells += [_fmt(ref.p50, "ms"), _fmt(ref.mean, "ms")] if ref else ["", ""]
+            cells += [fmt(ref.p50, "ms"), fmt(ref.mean, "ms")] if ref else ["", ""]
         if any(cells):
             table.add_row(label, *cells, *([""] if both else []))
     console.print(table)
@@ -421,14 +430,14 @@ def render_throttling(modes: Mapping[str, ModeResult], console: Console, cpu_sha
         t = fig.extra["cpu_throttling"]
         periods = t["periods"]
         share = f" ({t['throttled_periods'] / periods * 100:.0f}%)" if periods else ""
-        headline = f"{_fmt(fig.value, fig.unit)}, p99 {_fmt(fig.p99, 'ms')}"
+        headline = f"{fmt(fig.value, fig.unit)}, p99 {fmt(fig.p99, 'ms')}"
         table.add_row(
             label,
-            _fmt(t["window_ms"], "ms"),
+            fmt(t["window_ms"], "ms"),
             str(fig.extra.get("environments", 1)),
             str(periods),
             f"{t['throttled_periods']}{share}",
-            _fmt(t["throttled_ms"], "ms"),
+            fmt(t["throttled_ms"], "ms"),
             headline,
         )
     console.print(table)
@@ -444,27 +453,30 @@ def _add_rows(table: Table, rows: Sequence[Row], figures: Mapping[str, Figure], 
         goal = _goal_for(row, mode) if mode is not None else None
         table.add_row(
             row.label or fig.label,
-            _fmt(getattr(fig, row.field), fig.unit),
-            _fmt(getattr(base, row.baseline_field), base.unit) if base else "",
+            fmt(getattr(fig, row.field), fig.unit),
+            fmt(getattr(base, row.baseline_field), base.unit) if base else "",
             f"{ratio:.2f}×" if ratio is not None else "",
             _goal_cell(goal, ratio),
             str(fig.n),
         )
 
 
-def _goal_cell(goal: Goal | None, ratio: float | None) -> str:
+def _goal_cell(goal: Target | None, ratio: float | None) -> str:
     if goal is None:
         return ""
-    met = goal.met(ratio)
-    if met is None:
-        return f"[dim]{goal.text}[/]"
-    return f"{goal.text} [green]met[/]" if met else f"{goal.text} [yellow]missed[/]"
+    text = f"{goal.goal} {goal.text}"
+    if ratio is None:
+        return f"[dim]{text}[/]"
+    return f"{text} [green]met[/]" if goal.met(ratio) else f"{text} [yellow]missed[/]"
 
 
-def _fmt(value: float, unit: str, *, signed: bool = False) -> str:
+def fmt(value: float, unit: str, *, signed: bool = False) -> str:
+    """A table cell: rates as /s, sizes in MB, times in ms (µs under 1 ms)."""
     sign = "+" if signed and value > 0 else ""
     if unit == "/s":
         return f"{value:,.0f} /s"
+    if unit == "MB":
+        return f"{sign}{value:.2f} MB"
     if abs(value) < 1:
         return f"{sign}{value * 1000:.0f} µs"
     return f"{sign}{value:.2f} ms"
@@ -473,9 +485,14 @@ def _fmt(value: float, unit: str, *, signed: bool = False) -> str:
 # --- JSON --------------------------------------------------------------------------------------
 
 
-def to_json(baselines: Mapping[str, Figure], modes: Mapping[str, ModeResult], meta: Mapping[str, Any]) -> dict[str, Any]:
+def to_json(
+    baselines: Mapping[str, Figure], modes: Mapping[str, ModeResult], meta: Mapping[str, Any], **sections: Any
+) -> dict[str, Any]:
+    """Every figure and ratio, per mode, the mode ratios, plus `sections` (the scorecard, the peer
+    comparison, what was skipped) and the raw latency samples behind each latency figure."""
     return {
         "meta": dict(meta),
+        **sections,
         "figures": {name: fig.to_json() for name, fig in baselines.items()},
         "modes": {
             name: {
@@ -485,15 +502,24 @@ def to_json(baselines: Mapping[str, Figure], modes: Mapping[str, ModeResult], me
                 "runtime_l_py": mode.runtime_l_py,
                 "memory_size": mode.memory_size,
                 "notes": mode.notes,
+                "skipped": mode.skipped,
                 "figures": {n: fig.to_json() for n, fig in mode.figures.items()},
                 "ratios": ratios(mode, baselines),
             }
             for name, mode in modes.items()
         },
         "mode_ratios": mode_ratios(modes, baselines),
+        "samples_ms": {
+            "baselines": _samples(baselines),
+            **{name: _samples(mode.figures) for name, mode in modes.items()},
+        },
     }
 
 
-def write_json(path: Path, baselines: Mapping[str, Figure], modes: Mapping[str, ModeResult], meta: Mapping[str, Any]) -> None:
+def _samples(figures: Mapping[str, Figure]) -> dict[str, list[float]]:
+    return {name: [round(x, 4) for x in fig.samples] for name, fig in figures.items() if fig.samples and fig.unit == "ms"}
+
+
+def write_json(path: Path, document: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_json(baselines, modes, meta), indent=2) + "\n")
+    path.write_text(json.dumps(document, indent=2) + "\n")

@@ -15,7 +15,7 @@ class Figure:
 
     name: str
     label: str
-    unit: str  # "ms" or "/s"
+    unit: str  # "ms", "/s" or "MB"
     n: int
     value: float
     p50: float
@@ -24,9 +24,12 @@ class Figure:
     min: float
     max: float
     extra: dict[str, Any] = field(default_factory=dict)
+    # The raw latencies (ms) behind a latency figure, for the plot; kept out of to_json().
+    samples: tuple[float, ...] = field(default=(), repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        del data["samples"]
         data.update(data.pop("extra"))
         return data
 
@@ -54,7 +57,22 @@ def latency_figure(name: str, label: str, samples_ms: Sequence[float], **extra: 
         min=s[0],
         max=s[-1],
         extra=extra,
+        samples=tuple(samples_ms),
     )
+
+
+def value_figure(name: str, label: str, unit: str, value: float, n: int, **extra: Any) -> Figure:
+    """A figure that is one number (a difference of p50s, a rate from a single window): every
+    statistic is that number, so tables and ratios can read any field of it."""
+    return Figure(name=name, label=label, unit=unit, n=n, value=value, p50=value, p99=value, mean=value,
+                  min=value, max=value, extra=extra)  # fmt: skip
+
+
+def size_figure(name: str, label: str, samples_mb: Sequence[float], **extra: Any) -> Figure:
+    """Sizes in MB (e.g. PSS of several processes): the headline is their median."""
+    fig = latency_figure(name, label, samples_mb, **extra)
+    return Figure(name=name, label=label, unit="MB", n=fig.n, value=fig.p50, p50=fig.p50, p99=fig.p99, mean=fig.mean,
+                  min=fig.min, max=fig.max, extra=extra, samples=fig.samples)  # fmt: skip
 
 
 def rate_figure(name: str, label: str, completed: int, seconds: float, samples_ms: Sequence[float], **extra: Any) -> Figure:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything Lamina needs on a Debian machine with Python 3.11: the system packages,
-# a virtualenv in .venv, and the package (with test tools when called with "test").
+# a virtualenv in .venv, and the package (with test tools, the benchmark's peer and plotting,
+# and `wrk` when called with "test" or "bench": the tests run a short benchmark too).
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,9 @@ command -v mkfs.ext4 >/dev/null 2>&1 || need_apt+=(e2fsprogs)   # sandboxes' /tm
 command -v prlimit >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)       # outbound network for sandboxes
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+if [ "$WHAT" = bench ] || [ "$WHAT" = test ]; then
+  command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)          # the HTTP load generator of bench/ (G7)
+fi
 command -v "$PYTHON" >/dev/null 2>&1 || need_apt+=(python3.11 python3.11-venv)
 if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then need_apt+=(python3.11-venv); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -31,7 +35,10 @@ fi
 stamp=".venv/.installed-$WHAT"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing Lamina ($WHAT) into .venv"
-  if [ "$WHAT" = test ]; then extra='.[test]'; else extra='.'; fi
+  case "$WHAT" in
+    test|bench) extra='.[test,bench]' ;;
+    *) extra='.' ;;
+  esac
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$extra"
   touch "$stamp"
 fi
