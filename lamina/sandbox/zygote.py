@@ -56,11 +56,10 @@ class Preload:
 class Prepared:
     """An environment's processes, forked and isolated, waiting for their function."""
 
-    ctl: socket.socket  # to the container process (and, until "go", the function's process)
+    ctl: socket.socket  # to the environment's pid 1 (and, until "go", the function's process)
     output_fd: int  # read end of the tree's stdout and stderr
     listener: socket.socket  # the Runtime API listener inside the environment's network namespace
-    pid: int  # the container process (host pid namespace)
-    init: int  # the environment's pid 1, as the host sees it
+    pid: int  # the function's process, as the host sees it (its netns is the environment's)
 
     def close(self) -> None:
         self.ctl.close()
@@ -304,7 +303,7 @@ class ZygoteHost:
             os.close(out_r)
             raise
         os.set_blocking(out_r, False)
-        return Prepared(ctl=ctl, output_fd=out_r, listener=listener, pid=int(reply["pid"]), init=int(reply["init"]))
+        return Prepared(ctl=ctl, output_fd=out_r, listener=listener, pid=int(reply["pid"]))
 
     async def close(self) -> None:
         """Release the pool, stop the zygote, and undo what sandboxes set up on the host."""
@@ -360,7 +359,7 @@ class ZygoteSandbox(CgroupControls):
             prepared = await self._host.prepare(slot)
         try:
             if self._setup.network == "outbound":
-                self._link = await asyncio.to_thread(self._host.outbound.attach, prepared.init)
+                self._link = await asyncio.to_thread(self._host.outbound.attach, prepared.pid)
             env = dict(spec.env)
             env[spec.service_address_env] = f"127.0.0.1:{SERVICE_PORT}"
             env["TMPDIR"] = "/tmp"

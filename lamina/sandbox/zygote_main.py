@@ -6,30 +6,31 @@ This file is not imported by Lamina; the server runs it with the interpreter env
 Why (shared/PERFORMANCE.md 2b, SOCK/OpenLambda): a fresh interpreter costs ~8 ms and the runtime
 client's imports many more; a fork of a process that already holds them costs ~1 ms. The zygote
 imports the runtime client once (`preload`), freezes its heap for the GC, and forks. Each
-environment is three processes:
+environment is two processes:
 
-- C (the "container" process, in the host pid namespace): enters the sandbox's cgroups by writing
-  "0" to the cgroup.procs fds it was given (so nothing on the request path pays the cgroup-attach
-  RCU wait), unshares mount, uts, ipc, net, cgroup and pid namespaces, brings up loopback, makes
-  the Runtime API listener at 127.0.0.1:9001 (sent to the server over SCM_RIGHTS), and builds
-  the root on a tmpfs: /usr and /etc entries read-only, a fresh /dev, the private /tmp. It then
-  forks I and stays to report I's exit status to the server.
-- I (pid 1 of the new pid namespace): mounts /proc, forks F, reaps, and exits with F's status
-  (128 + N when F dies of signal N, as bwrap reports), which ends everything in the namespace.
-- F (the function's process): waits for the server's "go" (the function's mounts, environment,
-  argv). Then it binds the mounts, pivots into the root, drops to the sandbox's uid, enters a
-  user namespace mapping it to Lambda's uid 993/gid 990, drops every capability, sets
-  no_new_privs and the seccomp deny list, and either calls the preloaded runtime client's
+- I, pid 1 of a new pid namespace (forked straight into it: the zygote unshares CLONE_NEWPID
+  for that one fork and sets its own namespace back): enters the sandbox's cgroups by writing
+  "0" to the cgroup.procs fds it was given (so nothing on the request path pays the
+  cgroup-attach RCU wait), forks F, then drops to the sandbox's uid and only reaps and reports
+  F's exit status to the server (128 + N when F dies of signal N, as bwrap reports).
+- F, the function's process: unshares mount, uts, ipc, net and cgroup namespaces, brings up
+  loopback, makes the Runtime API listener at 127.0.0.1:9001 (sent to the server over
+  SCM_RIGHTS), builds the root on a tmpfs (/usr and /etc entries read-only, a fresh /dev and
+  /proc, the private /tmp), and waits for the server's "go" (the function's mounts,
+  environment, argv). Then it binds the mounts, pivots into the root, drops to the sandbox's
+  uid, enters a user namespace mapping it to Lambda's uid 993/gid 990, drops every capability,
+  sets no_new_privs and the seccomp deny list, and either calls the preloaded runtime client's
   main() in place (argv equal to `in_place_argv`) or execs argv.
 
-A prepared C/I/F triple costs a few hundred KB and waits; the server keeps a few ahead (a pool),
-so a cold start on the request path is only the "go" and what F does after it.
+A prepared pair waits on its control socket; the server keeps a few ahead (a pool), so a cold
+start on the request path is only the "go" and what F does after it.
 
-Protocol: the fd named by argv[1] is a SOCK_SEQPACKET socket to the server. First message: the configuration
-(JSON). Then one message per environment: JSON {"uid", "gid", "root", "tmp", "nofile"} with fds
-[control socket, output pipe, cgroup.procs...]. Everything else about an environment goes over
-its control socket: C sends {"pid", "init"} with the listener fd, or {"error"}; the server sends
-F {"mounts", "env", "cwd", "argv"}; C sends {"status": exit code of I} at the end.
+Protocol: the fd named by argv[1] is a SOCK_SEQPACKET socket to the server; argv[2] is the read
+end of the lifeline pipe. First message: the configuration (JSON). Then one message per
+environment: JSON {"uid", "gid", "root", "tmp"} with fds [control socket, output pipe,
+cgroup.procs...]. Everything else about an environment goes over its control socket: F sends
+{"pid": its host pid} with the listener fd, or I or F send {"error"}; the server sends F
+{"mounts", "env", "cwd", "argv", "nofile"}; I sends {"status": F's exit code} at the end.
 """
 
 from __future__ import annotations
@@ -141,6 +142,7 @@ class Zygote:
     def serve(self) -> NoReturn:
         prctl(PR_SET_CHILD_SUBREAPER, 1, "subreaper")  # orphans of dead environments come here...
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # ...and the kernel reaps them at once
+        self._own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         gc.collect()
         gc.freeze()  # the GC never touches what children share: fewer copy-on-write faults
         self.sock.send(json.dumps({"ready": True, "pid": self.pid}).encode())
@@ -152,60 +154,19 @@ class Zygote:
             if not msg:
                 os._exit(0)  # the server is gone
             request = json.loads(msg)
+            # The next child is pid 1 of a new pid namespace; the zygote itself stays where it is
+            # and forks into its own namespace again right after.
+            pid = -1
             try:
+                unshare(CLONE_NEWPID)
                 pid = os.fork()
             except OSError as exc:
                 _send_error(fds[0], f"fork: {exc.strerror}")
-                pid = -1
             if pid == 0:
-                self._container(request, fds)
+                self._init(request, fds)
+            _check(_libc.setns(self._own_pid_ns, CLONE_NEWPID), "setns back to the zygote's pid namespace")
             for fd in fds:
                 os.close(fd)
-
-    # --- C: the container process ------------------------------------------------------------
-
-    def _container(self, req: dict[str, Any], fds: list[int]) -> NoReturn:
-        ctl_fd, out_fd, *cgroup_fds = fds
-        ctl = socket.socket(fileno=ctl_fd)
-        try:
-            self.sock.close()
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            prctl(PR_SET_PDEATHSIG, signal.SIGKILL, "pdeathsig")
-            if os.getppid() != self.pid:
-                os._exit(1)  # the zygote died before the line above
-            os.setsid()  # no controlling terminal to push input into
-            devnull = os.open("/dev/null", os.O_RDONLY)
-            os.dup2(devnull, 0)
-            os.close(devnull)
-            os.dup2(out_fd, 1)
-            os.dup2(out_fd, 2)
-            os.close(out_fd)
-            _close_fds_except({0, 1, 2, ctl.fileno(), self.lifeline, *cgroup_fds})
-            for fd in cgroup_fds:
-                os.write(fd, b"0")  # "0": the writer itself
-                os.close(fd)
-            unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP | CLONE_NEWPID)
-            mount(None, "/", None, MS_REC | MS_PRIVATE)
-            socket.sethostname(self.config["hostname"])
-            listener = _loopback_listener(self.config["port"])
-            self._build_root(req["root"], req["tmp"])
-            init = os.fork()
-            if init == 0:
-                listener.close()
-                self._init(ctl, req)
-            socket.send_fds(ctl, [json.dumps({"pid": os.getpid(), "init": init}).encode()], [listener.fileno()])
-            listener.close()
-            os.close(self.lifeline)  # I watches it
-            _drop_to(req["uid"], req["gid"])  # from here C only waits and reports
-            prctl(PR_SET_PDEATHSIG, signal.SIGKILL, "pdeathsig")  # the uid change cleared it
-            if os.getppid() != self.pid:
-                os._exit(1)  # the zygote died meanwhile; I's own death signal follows
-            _, status = os.waitpid(init, 0)
-            ctl.send(json.dumps({"status": os.waitstatus_to_exitcode(status)}).encode())
-            os._exit(0)
-        except BaseException as exc:  # noqa: BLE001 - anything reaches the server as a message
-            _send_error(ctl.fileno(), f"{type(exc).__name__}: {exc}")
-            os._exit(1)
 
     def _build_root(self, root: str, tmp: str) -> None:
         """The sandbox's root on a small tmpfs at `root` (visible in this mount namespace only)."""
@@ -235,28 +196,44 @@ class Zygote:
         os.mkdir(f"{dev}/pts")
         mount("devpts", f"{dev}/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620")
 
-    # --- I: pid 1 of the environment ---------------------------------------------------------
+    # --- I: pid 1 of the environment --------------------------------------------------------
 
-    def _init(self, ctl: socket.socket, req: dict[str, Any]) -> NoReturn:
-        """Reap; exit with F's status when F exits, or at once when the server is gone. pid 1
+    def _init(self, req: dict[str, Any], fds: list[int]) -> NoReturn:
+        """Enter the cgroups, fork F, then only reap and report F's exit to the server.
+
+        It does as little as it can (its copy-on-write pages are its whole cost) and stays in
+        the host's mount and network namespaces, where F's code cannot reach it (another uid's
+        non-dumpable process, outside its user namespace; ptrace and setns are filtered). pid 1
         exiting ends every process of the namespace. Two ties to the server: the chain of
-        parent-death signals (server → zygote → C → I; each re-armed after a uid change, which
-        clears it), which reaches frozen environments too; and the lifeline pipe (its write end
-        lives in the server only: EOF means it died), which covers a death inside that re-arm."""
+        parent-death signals (server → zygote → I, re-armed after the uid change, which clears
+        it), which reaches frozen environments too; and the lifeline pipe (its write end lives
+        in the server only: EOF means it died), which covers a death inside that re-arm.
+        """
+        ctl_fd, out_fd, *cgroup_fds = fds
+        ctl = socket.socket(fileno=ctl_fd)
         try:
+            self.sock.close()
             prctl(PR_SET_PDEATHSIG, signal.SIGKILL, "pdeathsig")
-            mount("proc", req["root"] + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-            _show_as([INIT_NAME], {})  # the function sees this, not the zygote's command line
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            os.setsid()  # no controlling terminal to push input into
+            devnull = os.open("/dev/null", os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.close(devnull)
+            os.dup2(out_fd, 1)
+            os.dup2(out_fd, 2)
+            os.close(out_fd)
+            _close_fds_except({0, 1, 2, ctl.fileno(), self.lifeline, *cgroup_fds})
+            for fd in cgroup_fds:
+                os.write(fd, b"0")  # "0": the writer itself; F is born inside
+                os.close(fd)
             wake_r, wake_w = os.pipe()
             function = os.fork()
             if function == 0:
                 os.close(wake_r)
                 os.close(wake_w)
                 self._function(ctl, req)
-            ctl.close()
+            _show_as([INIT_NAME], {})  # what F sees as its pid 1, not the zygote's command line
             _drop_to(req["uid"], req["gid"])
-            # Frozen environments cannot read the lifeline, but SIGKILL reaches them: re-arm the
-            # death signal the uid change cleared; if C died meanwhile, the lifeline says why.
             prctl(PR_SET_PDEATHSIG, signal.SIGKILL, "pdeathsig")
             os.set_blocking(wake_w, False)
             signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd is written
@@ -264,8 +241,8 @@ class Zygote:
             poller = select.poll()
             poller.register(self.lifeline, select.POLLIN | select.POLLHUP)
             poller.register(wake_r, select.POLLIN)
-        except BaseException:  # noqa: BLE001
-            traceback.print_exc()
+        except BaseException as exc:  # noqa: BLE001 - anything reaches the server as a message
+            _send_error(ctl.fileno(), f"{type(exc).__name__}: {exc}")
             os._exit(126)
         while True:
             while True:
@@ -277,7 +254,11 @@ class Zygote:
                     break
                 if pid == function:
                     code = os.waitstatus_to_exitcode(status)
-                    os._exit(128 - code if code < 0 else code)
+                    try:
+                        ctl.send(json.dumps({"status": 128 - code if code < 0 else code}).encode())
+                    except OSError:
+                        pass  # the server let go of this environment
+                    os._exit(0)
             for fd, _ in poller.poll():
                 if fd == self.lifeline:
                     os._exit(128 + signal.SIGKILL)  # the server is gone: so is the environment
@@ -288,6 +269,19 @@ class Zygote:
     def _function(self, ctl: socket.socket, req: dict[str, Any]) -> NoReturn:
         try:
             os.close(self.lifeline)  # the function has no business with it
+            host_pid = int(os.readlink("/proc/self"))  # the host's /proc, until the new one is mounted
+            unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP)
+            mount(None, "/", None, MS_REC | MS_PRIVATE)
+            socket.sethostname(self.config["hostname"])
+            listener = _loopback_listener(self.config["port"])
+            self._build_root(req["root"], req["tmp"])
+            mount("proc", req["root"] + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            socket.send_fds(ctl, [json.dumps({"pid": host_pid}).encode()], [listener.fileno()])
+            listener.close()
+        except BaseException as exc:  # noqa: BLE001 - anything reaches the server as a message
+            _send_error(ctl.fileno(), f"{type(exc).__name__}: {exc}")
+            os._exit(126)
+        try:
             msg = ctl.recv(1 << 20)
             if not msg:
                 os._exit(0)  # the server let this environment go unused

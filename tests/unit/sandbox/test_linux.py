@@ -367,7 +367,7 @@ async def _lifecycle(host: BwrapHost | ZygoteHost, recording: RecordingDriver, d
 
             # On the host: every task of the sandbox runs as its own uid, and is in its cgroup.
             pids = cgroup.pids()
-            assert len(pids) >= 3  # bwrap, its init inside, python; or the zygote's C, I and F
+            assert len(pids) >= 2  # bwrap, its init inside and python; or the zygote's pid 1 and python
             statuses = {pid: proc_status(pid) for pid in pids}
             for pid, st in statuses.items():
                 assert st["Uid"].split() == [str(host_uid)] * 4, (pid, st["Uid"])
