@@ -18,6 +18,7 @@ Only root can do this (mounts, pivot_root, setuid); without root the server uses
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import logging
 import os
@@ -364,13 +365,18 @@ class ZygoteSandbox(CgroupControls):
             env[spec.service_address_env] = f"127.0.0.1:{SERVICE_PORT}"
             env["TMPDIR"] = "/tmp"
             go = {
-                "mounts": [{"host": str(m.host), "inside": m.inside, "writable": m.writable} for m in spec.mounts],
+                "mounts": [{"inside": m.inside, "writable": m.writable} for m in spec.mounts],
                 "env": env,
                 "cwd": spec.cwd,
                 "argv": spec.argv,
                 "nofile": self._setup.limits.nofile,
             }
-            prepared.ctl.send(json.dumps(go).encode())
+            trees = [_detached_tree(m.host) for m in spec.mounts]
+            try:
+                socket.send_fds(prepared.ctl, [json.dumps(go).encode()], trees)
+            finally:
+                for fd in trees:
+                    os.close(fd)
         except BaseException:
             prepared.close()
             self.kill()
@@ -418,6 +424,23 @@ class ZygoteSandbox(CgroupControls):
         slot, self._slot, self._cgroup = self._slot, None, None
         if slot is not None:
             await self._host.release_slot(slot)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+SYS_OPEN_TREE = 428  # the same on every architecture (asm-generic numbering)
+OPEN_TREE_CLONE, AT_RECURSIVE = 0x1, 0x8000
+AT_FDCWD = -100
+
+
+def _detached_tree(path: Path) -> int:
+    """A detached copy of the mount tree at `path` (open_tree(OPEN_TREE_CLONE)), which a process in
+    another mount namespace attaches with move_mount: the environment's root no longer holds the
+    host's tree to bind from."""
+    fd = int(_libc.syscall(SYS_OPEN_TREE, AT_FDCWD, str(path).encode(), OPEN_TREE_CLONE | os.O_CLOEXEC | AT_RECURSIVE))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"open_tree {path}: {os.strerror(err)}")
+    return fd
 
 
 async def _readable(sock: socket.socket) -> None:

@@ -16,8 +16,8 @@ environment is two processes:
 - F, the function's process: unshares mount, uts, ipc, net and cgroup namespaces, brings up
   loopback, makes the Runtime API listener at 127.0.0.1:9001 (sent to the server over
   SCM_RIGHTS), builds the root on a tmpfs (/usr and /etc entries read-only, a fresh /dev and
-  /proc, the private /tmp), and waits for the server's "go" (the function's mounts,
-  environment, argv). Then it binds the mounts, pivots into the root, drops to the sandbox's
+  /proc, the private /tmp), pivots into it, and waits for the server's "go" (the function's
+  mounts as detached trees, environment, argv). Then it attaches the mounts, drops to the sandbox's
   uid, enters a user namespace mapping it to Lambda's uid 993/gid 990, drops every capability,
   sets no_new_privs and the seccomp deny list, and either calls the preloaded runtime client's
   main() in place (argv equal to `in_place_argv`) or execs argv.
@@ -30,7 +30,8 @@ end of the lifeline pipe. First message: the configuration (JSON). Then one mess
 environment: JSON {"uid", "gid", "root", "tmp"} with fds [control socket, output pipe,
 cgroup.procs...]. Everything else about an environment goes over its control socket: F sends
 {"pid": its host pid} with the listener fd, or I or F send {"error"}; the server sends F
-{"mounts", "env", "cwd", "argv", "nofile"}; I sends {"status": F's exit code} at the end.
+{"mounts", "env", "cwd", "argv", "nofile"} with one open_tree fd per mount; I sends {"status":
+F's exit code} at the end.
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ PR_SET_MM, PR_SET_MM_MAP = 35, 14
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
+SYS_MOVE_MOUNT = 429  # the same on every architecture (asm-generic numbering)
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+AT_FDCWD = -100
 SYS_CAPSET = {"x86_64": 126, "aarch64": 91}
 INIT_NAME = "init"  # pid 1 of every environment, as its processes see it
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
@@ -276,26 +280,31 @@ class Zygote:
             listener = _loopback_listener(self.config["port"])
             self._build_root(req["root"], req["tmp"])
             mount("proc", req["root"] + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            # Into the root now, before the function is known: detaching the host's tree costs
+            # O(host mounts) (every other sandbox's /tmp among them). The function's own mounts
+            # arrive later as detached trees (open_tree), attached with move_mount.
+            os.chdir(req["root"])
+            _check(_libc.syscall(SYS_PIVOT_ROOT[_machine], b".", b"."), "pivot_root")
+            _check(_libc.umount2(b".", MNT_DETACH), "umount the host's root")
+            os.chdir("/")
             socket.send_fds(ctl, [json.dumps({"pid": host_pid}).encode()], [listener.fileno()])
             listener.close()
         except BaseException as exc:  # noqa: BLE001 - anything reaches the server as a message
             _send_error(ctl.fileno(), f"{type(exc).__name__}: {exc}")
             os._exit(126)
         try:
-            msg = ctl.recv(1 << 20)
+            msg, trees, _, _ = socket.recv_fds(ctl, 1 << 20, 16)
             if not msg:
                 os._exit(0)  # the server let this environment go unused
             ctl.close()
             go = json.loads(msg)
-            root = req["root"]
-            for m in go["mounts"]:
-                target = root + m["inside"]
-                _placeholder(target, True)
-                bind(m["host"], target, writable=m["writable"])
-            os.chdir(root)
-            _check(_libc.syscall(SYS_PIVOT_ROOT[_machine], b".", b"."), "pivot_root")
-            _check(_libc.umount2(b".", MNT_DETACH), "umount old root")
-            os.chdir("/")
+            for m, tree in zip(go["mounts"], trees):
+                _placeholder(m["inside"], True)
+                _check(_libc.syscall(SYS_MOVE_MOUNT, tree, b"", AT_FDCWD, m["inside"].encode(), MOVE_MOUNT_F_EMPTY_PATH),
+                       f"move_mount {m['inside']}")  # fmt: skip
+                os.close(tree)
+                flags = MS_NOSUID | MS_NODEV | (0 if m["writable"] else MS_RDONLY)
+                mount(None, m["inside"], None, MS_BIND | MS_REMOUNT | flags)
             mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
             n = go["nofile"]
             resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
