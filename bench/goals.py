@@ -38,8 +38,10 @@ def _t(goal: str, label: str, figure: str, field: str, baseline: str, baseline_l
 
 
 TARGETS: tuple[Target, ...] = (
-    _t("G1", "warm invoke p50", "warm_invoke", "p50", "l_http", "L_http", "max", 4),
-    _t("G1", "warm invoke p99", "warm_invoke", "p99", "l_http", "L_http", "max", 10),
+    # G1 holds the platform's path to its bound: on a function with a full vCPU, so a 128 MB
+    # function's CPU cap (7 % of a CPU, as Lambda gives it) is not what is measured.
+    _t("G1", "warm invoke p50 (1,769 MB)", "warm_invoke_1vcpu", "p50", "l_http", "L_http", "max", 4),
+    _t("G1", "warm invoke p99 (1,769 MB)", "warm_invoke_1vcpu", "p99", "l_http", "L_http", "max", 10),
     _t("G3", "cold start p50 (python3.11)", "cold_start", "p50", "l_fork", "L_fork", "max", 8),
     _t("G3", "cold start p99 (python3.11)", "cold_start", "p99", "l_fork", "L_fork", "max", 20),
     _t("G4", "cold start p50 (provided.al2023)", "cold_start_custom", "p50", "l_py", "L_py", "max", 5),

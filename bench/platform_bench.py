@@ -101,7 +101,8 @@ def api_floor(port: int, *, count: int, warmup: int, seconds: float, server_pid:
     return latency_figure("api_floor", "API floor: GET /lamina/v1/health", samples, cpu_ms_per_request=cpu)
 
 
-def warm_invoke(port: int, name: str, *, count: int, warmup: int, seconds: float, server_pid: int) -> Figure:
+def warm_invoke(port: int, name: str, *, count: int, warmup: int, seconds: float, server_pid: int,
+                figure: str = "warm_invoke", label: str = "warm invoke, 1 client (raw HTTP)") -> Figure:  # fmt: skip
     """Sequential warm invokes on one connection, and the CPU each party spent per invoke."""
     conn = loadgen.connect(port)
     try:
@@ -118,7 +119,7 @@ def warm_invoke(port: int, name: str, *, count: int, warmup: int, seconds: float
     extra: dict[str, Any] = {"event_bytes": len(loadgen.BODY), "cpu_ms_per_request": cpu}
     if throttled is not None:
         extra["cpu_throttling"] = {**throttled.as_dict(), "window_ms": elapsed * 1000}
-    return latency_figure("warm_invoke", "warm invoke, 1 client (raw HTTP)", samples, **extra)
+    return latency_figure(figure, label, samples, **extra)
 
 
 def warm_report_duration(port: int, name: str, *, count: int, seconds: float) -> Figure:

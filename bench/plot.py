@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 Series = tuple[str, str, str, str, bool]
 WARM: tuple[Series, ...] = (
     ("", "l_http", "L_http: echo round trip", "#7f7f7f", True),
-    (SANDBOX, "warm_invoke", "Lamina sandbox: warm invoke", "#1f77b4", False),
+    (SANDBOX, "warm_invoke", "Lamina sandbox: warm invoke, 128 MB", "#1f77b4", False),
+    (SANDBOX, "warm_invoke_1vcpu", "Lamina sandbox: warm invoke, 1,769 MB", "#17becf", False),
     (PROCESS, "warm_invoke", "Lamina process: warm invoke", "#ff7f0e", False),
 )
 COLD: tuple[Series, ...] = (

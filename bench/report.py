@@ -86,6 +86,8 @@ PLATFORM_ROWS: tuple[Row, ...] = (
     Row(figure="api_floor", field="p50", label="API floor p50: GET health", baseline="l_http"),
     Row(figure="warm_invoke", field="p50", label="warm invoke p50", baseline="l_http"),
     Row(figure="warm_invoke", field="p99", label="warm invoke p99", baseline="l_http"),
+    Row(figure="warm_invoke_1vcpu", field="p50", label="warm invoke p50, 1,769 MB", baseline="l_http"),
+    Row(figure="warm_invoke_1vcpu", field="p99", label="warm invoke p99, 1,769 MB", baseline="l_http"),
     Row(figure="warm_invoke_boto3", field="p50", label="warm invoke p50 via boto3", baseline="l_http"),
     Row(figure="warm_report_duration", field="p50", label="warm REPORT Duration p50"),
     Row(figure="throughput_1", label="warm throughput, 1 client", baseline="echo_throughput_1", baseline_field="value"),

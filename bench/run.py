@@ -372,6 +372,16 @@ def measure_platform(
                 _latency,
             ),
         ]
+        figs.append(
+            steps.run(
+                f"[{mode}] warm invoke, 1 client, raw HTTP, {ONE_VCPU_MB} MB (G1: the platform's path, not the CPU cap)",
+                lambda: platform_bench.warm_invoke(
+                    port, WRK_NAME, count=plan.warm_requests, warmup=plan.warmup, seconds=s, server_pid=pid,
+                    figure="warm_invoke_1vcpu", label=f"warm invoke, 1 client (raw HTTP), {ONE_VCPU_MB} MB",
+                ),
+                _latency,
+            )
+        )
         interpreter = platform_bench.runtime_interpreter(pid)
         figs += [
             steps.run(
