@@ -22,18 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import fcntl
 import json
 import os
 import shutil
 import socket
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lamina.sandbox import network, rootfs, seccomp
 from lamina.sandbox.base import SandboxExit, SandboxSetup, SandboxSpec, SandboxStats
 from lamina.sandbox.cgroups import CgroupDriver, CgroupLimits, SandboxCgroup
+from lamina.sandbox.leases import HostLeases
 
 SERVICE_PORT = 9001  # Lambda's Runtime API port inside every environment (spec 4)
 INSIDE_UID = 993  # sbx_user1051 on Lambda
@@ -43,51 +42,12 @@ CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-class UidPool:
-    """Host uids for sandboxes, one per live sandbox on this host (lowest free first).
-
-    Uniqueness holds across Lamina servers on one host too: each uid in use is held with an
-    exclusive flock on `<lock_dir>/<uid>`, which the kernel releases if the server dies.
-    """
+class UidPool(HostLeases):
+    """Host uids for sandboxes, one per live sandbox on this host (lowest free first), unique
+    across Lamina servers on one host too (see HostLeases)."""
 
     def __init__(self, first: int = 20000, count: int = 10000, lock_dir: Path = Path("/run/lamina/uids")) -> None:
-        self._free = list(range(first + count - 1, first - 1, -1))
-        self._lock = threading.Lock()
-        self._lock_dir = lock_dir
-        self._held: dict[int, int] = {}  # uid → fd holding its flock
-        lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-
-    def acquire(self) -> int:
-        with self._lock:
-            skipped = []
-            try:
-                while self._free:
-                    uid = self._free.pop()
-                    fd = os.open(self._lock_dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except BlockingIOError:
-                        os.close(fd)
-                        skipped.append(uid)  # another server's sandbox has it
-                        continue
-                    self._held[uid] = fd
-                    return uid
-                raise RuntimeError("no free sandbox uid left")
-            finally:
-                self._free.extend(reversed(skipped))
-
-    def holds(self, uid: int) -> bool:
-        """Whether a sandbox of this server has `uid` now."""
-        with self._lock:
-            return uid in self._held
-
-    def release(self, uid: int) -> None:
-        with self._lock:
-            fd = self._held.pop(uid, None)
-            if fd is not None:
-                os.close(fd)
-            self._free.append(uid)
-            self._free.sort(reverse=True)
+        super().__init__(first=first, count=count, lock_dir=lock_dir, what="sandbox uid")
 
 
 @dataclass(slots=True, kw_only=True)

@@ -8,7 +8,9 @@ server then:
   outside a VPC has on Lambda);
 - drops anything from a sandbox to the host itself (so Lamina's API and every host service),
   to loopback, and to another sandbox.
-The table, and IP forwarding if this server had to turn it on, are undone by `close()`.
+The table, and IP forwarding if this server had to turn it on (and no other server's table is
+left), are undone by `close()`. Address slots are leased host-wide (`leases.py`), so several
+servers on one host never hand out the same address.
 Everything here runs as root (`ip`, `nft`, `nsenter`), off the event loop.
 """
 
@@ -23,7 +25,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from lamina.sandbox.leases import HostLeases
+
 POOL = ipaddress.ip_network("169.254.128.0/17")
+SLOT_LOCKS = Path("/run/lamina/net")
 _FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 
 
@@ -45,7 +50,8 @@ class OutboundNetwork:
         self._tag = f"lmn{os.getpid()}"
         self._table = f"lamina_{os.getpid()}"
         self._counter = itertools.count()
-        self._free = list(range(POOL.num_addresses // 4 - 1, 0, -1))
+        # /30 slots of POOL, leased host-wide: two servers' sandboxes never share an address.
+        self._slots: HostLeases | None = None
         self._lock = threading.Lock()
         self._ready = False
         self._forward_was: str | None = None
@@ -95,9 +101,13 @@ table inet {self._table} {{
         """Give the network namespace of `pid` an eth0 with a default route through the host."""
         with self._lock:
             self._prepare()
-            if not self._free:
-                raise NetworkError("no free sandbox address left")
-            slot = self._free.pop()
+            if self._slots is None:
+                self._slots = HostLeases(first=1, count=POOL.num_addresses // 4 - 1, lock_dir=SLOT_LOCKS,
+                                         what="sandbox network address")  # fmt: skip
+            try:
+                slot = self._slots.acquire()
+            except RuntimeError as exc:
+                raise NetworkError(str(exc)) from exc
             n = next(self._counter)
         base = POOL.network_address + 4 * slot
         host_addr, sandbox_addr = str(base + 1), str(base + 2)
@@ -125,15 +135,21 @@ table inet {self._table} {{
         subprocess.run([str(self._ip), "link", "del", link.host_ifname], capture_output=True)
         slot = (int(ipaddress.ip_address(link.host_address)) - int(POOL.network_address)) // 4
         with self._lock:
-            self._free.append(slot)
+            if self._slots is not None:
+                self._slots.release(slot)
 
     def close(self) -> None:
         if not self._ready:
             return
         subprocess.run([str(self._nft), "delete", "table", "inet", self._table], capture_output=True)
-        if self._forward_was is not None and self._forward_was != "1":
+        if self._forward_was is not None and self._forward_was != "1" and not self._other_servers():
             _FORWARD.write_text(self._forward_was)
         self._ready = False
+
+    def _other_servers(self) -> bool:
+        """Whether another Lamina server's table is still there (it needs forwarding on)."""
+        listed = subprocess.run([str(self._nft), "list", "tables"], capture_output=True, text=True).stdout
+        return any(line.split()[-1].startswith("lamina_") for line in listed.splitlines() if line.strip())
 
 
 def _run(argv: list[str], *, stdin: str) -> None:
