@@ -62,6 +62,17 @@ class Prepared:
     listener: socket.socket  # the Runtime API listener inside the environment's network namespace
     pid: int  # the function's process, as the host sees it (its netns is the environment's)
 
+    def alive(self) -> bool:
+        """Still waiting for its function: nothing to read yet (an exit status, an error or EOF
+        would be there if its processes had died, e.g. with a zygote that went away)."""
+        try:
+            self.ctl.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        return False
+
     def close(self) -> None:
         self.ctl.close()
         self.listener.close()
@@ -133,6 +144,14 @@ class ZygoteProcess:
     def alive(self) -> bool:
         return self._proc.returncode is None
 
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
     async def close(self) -> None:
         if self._lifeline >= 0:
             os.close(self._lifeline)  # every environment it forked ends
@@ -162,6 +181,7 @@ class ZygoteHost:
     outbound: network.OutboundNetwork = field(default_factory=network.OutboundNetwork)
     _slots: list[Slot] = field(default_factory=list)
     _filling: asyncio.Task[None] | None = None
+    _restart: asyncio.Lock = field(default_factory=asyncio.Lock)
     _closed: bool = False
 
     @classmethod
@@ -195,7 +215,7 @@ class ZygoteHost:
 
     async def open(self) -> None:
         """Start the zygote and begin filling the pool."""
-        self.zygote = await ZygoteProcess.start(self.interpreter, self.config)
+        await self._running_zygote()
         self._refill()
 
     # --- slots -------------------------------------------------------------------------------
@@ -270,15 +290,14 @@ class ZygoteHost:
 
     async def prepare(self, slot: Slot) -> Prepared:
         """Fork the slot's environment processes and wait until they wait for their function."""
-        if self.zygote is None or not self.zygote.alive:
-            raise ZygoteError("the zygote is not running")
+        zygote = await self._running_zygote()
         ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         out_r, out_w = os.pipe()
         passed = [theirs.fileno(), out_w]
         try:
             passed += [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in slot.cgroup.procs_files()]
             uid = slot.uid if slot.uid is not None else 0
-            self.zygote.fork({"uid": uid, "gid": uid, "root": str(slot.work_dir / "root"), "tmp": str(slot.tmp)}, passed)
+            zygote.fork({"uid": uid, "gid": uid, "root": str(slot.work_dir / "root"), "tmp": str(slot.tmp)}, passed)
         except BaseException:
             ctl.close()
             os.close(out_r)
@@ -305,6 +324,18 @@ class ZygoteHost:
             raise
         os.set_blocking(out_r, False)
         return Prepared(ctl=ctl, output_fd=out_r, listener=listener, pid=int(reply["pid"]))
+
+    async def _running_zygote(self) -> ZygoteProcess:
+        """The zygote, started again if it died (its environments died with it; new ones need it)."""
+        async with self._restart:
+            if self.zygote is None or not self.zygote.alive:
+                if self._closed:
+                    raise ZygoteError("the sandbox host is closed")
+                if self.zygote is not None:
+                    log.warning("the zygote exited (status %s); starting a new one", self.zygote.returncode)
+                    await self.zygote.close()
+                self.zygote = await ZygoteProcess.start(self.interpreter, self.config)
+        return self.zygote
 
     async def close(self) -> None:
         """Release the pool, stop the zygote, and undo what sandboxes set up on the host."""
@@ -356,6 +387,10 @@ class ZygoteSandbox(CgroupControls):
         assert slot is not None, "setup() first"
         await self._detach_network()  # the previous tree's namespace (a reset) is gone
         prepared, slot.prepared = slot.prepared, None
+        if prepared is not None and not prepared.alive():
+            prepared.close()  # prepared by a zygote that has died since: its processes are gone
+            self._kill_group()
+            prepared = None
         if prepared is None:
             prepared = await self._host.prepare(slot)
         try:

@@ -832,3 +832,27 @@ async def test_zygote_environments_end_with_the_server_even_frozen(recording: Re
                 ch.close()
             finally:
                 listener.close()
+
+
+@needs_sandbox
+async def test_zygote_is_restarted_after_it_dies(recording: RecordingDriver, data_dir: Path, code_dir: Path) -> None:
+    async with launcher_host("zygote", recording, data_dir, pool_size=1) as host:
+        assert isinstance(host, ZygoteHost) and host.zygote is not None
+        with anyio.fail_after(30):
+            while host.pooled() < 1:  # bounded: the pool fills in the background
+                await anyio.sleep(0.01)
+        dead = host.zygote
+        os.kill(dead.pid, signal.SIGKILL)  # the pooled slot's processes die with it (death signal)
+        with anyio.fail_after(10):
+            while dead.alive:
+                await anyio.sleep(0.01)
+        async with bwrap_sandbox(host, data_dir, "after", Limits(memory_mb=128, tmp_mb=512)) as sb:
+            listener = await sb.start(bwrap_spec(code_dir, 1, []))  # the dead slot is prepared again
+            try:
+                ch = await accept(listener, sb.output_fd)
+                assert "hello" in await ch.json()
+                await ch.send("bye")
+                ch.close()
+            finally:
+                listener.close()
+        assert host.zygote is not dead and host.zygote.alive
