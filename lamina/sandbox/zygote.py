@@ -37,6 +37,7 @@ ZYGOTE_MAIN = Path(__file__).with_name("zygote_main.py")
 POOL_TMP_MB = 512  # Lambda's default EphemeralStorage: what the pool's /tmp images are made with
 POOL_MEMORY_MB = 128
 STEP_TIMEOUT_S = 10.0
+REFILL_DELAY_S = 0.05
 
 log = logging.getLogger("lamina.sandbox")
 
@@ -260,7 +261,8 @@ class ZygoteHost:
             return None
         slot = self._slots.pop()
         slot.cgroup.set_memory(setup.limits.memory_mb * 1024 * 1024)
-        self._refill()
+        # Refill a moment later: the cold start that took this slot gets the CPU first.
+        asyncio.get_running_loop().call_later(REFILL_DELAY_S, self._refill)
         return slot
 
     def _refill(self) -> None:
