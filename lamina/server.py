@@ -25,6 +25,7 @@ import uvicorn
 
 from lamina.api.app import build_app
 from lamina.api.common import Services
+from lamina.api.http import LambdaHttpProtocol
 from lamina.config import Settings
 from lamina.envs.environment import EnvironmentContext
 from lamina.envs.manager import EnvironmentManager
@@ -231,11 +232,15 @@ async def run(settings: Settings) -> None:
         server = _HttpServer(
             uvicorn.Config(
                 app,
-                http="httptools",
+                http=LambdaHttpProtocol,  # uvicorn's httptools protocol, serving Invoke itself
                 loop="none",
                 lifespan="off",
                 access_log=False,
                 log_level="warning",
+                # Lambda's responses carry Date but no Server header; and no proxy sits in front
+                # whose X-Forwarded-* headers should be trusted (that middleware wraps every request).
+                proxy_headers=False,
+                server_header=False,
                 # In-flight requests get this long to finish after SIGTERM; then environments are killed.
                 timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
             )

@@ -5,6 +5,9 @@ front of Starlette (see app.py): the route is matched with two string tests, the
 are read in one pass, and the response is two ASGI messages. Starlette's middleware, its walk
 over the route table's regexes and its Request/Response objects took 35 µs of CPU per invoke;
 this takes 14 µs. Errors still go through `common.failure_response`, as on every other route.
+`InvokeRoute.answer` builds the whole answer (status, headers, body) from the scope and the
+payload, so the HTTP protocol (`http.py`) can serve Invoke without the ASGI cycle and write the
+answer in one piece; the ASGI path above remains for requests that protocol hands to uvicorn.
 
 The payload is checked to be JSON (Lambda refuses anything else) with simdjson, which validates
 without building Python objects (1 MB of records: about 1 ms against 17 ms for `json.loads`),
@@ -38,6 +41,8 @@ _TYPES = {t.value: t for t in InvocationType}
 # it, and no document outlives `_check_json`, which pysimdjson requires before the next parse.
 _parser = simdjson.Parser()
 _JSON_TYPE = (b"content-type", b"application/json")
+# An answer to an Invoke request: status, headers (content-length among them), body.
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 
 def _amz_headers(raw: list[tuple[bytes, bytes]]) -> dict[bytes, str]:
@@ -66,23 +71,36 @@ class InvokeRoute:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            path: str = scope["path"]
-            if path.startswith(_PREFIX) and path.endswith(_SUFFIX):
-                name = path[len(_PREFIX) : -len(_SUFFIX)]
-                if name and "/" not in name:
-                    await self._invoke(scope, receive, send, name)
-                    return
+            name = function_name(scope["path"])
+            if name is not None:
+                await self._invoke(scope, receive, send, name)
+                return
         await self._app(scope, receive, send)
 
     async def _invoke(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
+        try:
+            payload = await _read_body(receive)
+        except _ClientGone:
+            return
+        status, headers, body = await self.answer(scope, name, payload, len(payload))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def answer(self, scope: Scope, name: str, payload: bytes, size: int) -> Answer:
+        """The answer to Invoke of `name` (from `function_name`) with `payload` as the body.
+
+        `size` is the body's length as received: `payload` may have been cut short once the body
+        passed every limit (the protocol stops keeping it then). Never raises an Exception:
+        failures become Lambda's error answers, as on every other route.
+        """
         s = self._services
         try:
-            s.authorizer.authorize(Request(scope, receive), "invoke")
+            s.authorizer.authorize(Request(scope), "invoke")
             headers = _amz_headers(scope["headers"])
             query: bytes = scope["query_string"]
             ref = FunctionRef.parse(name, QueryParams(query).get("Qualifier") if query else None)
             itype = _invocation_type(headers.get(b"x-amz-invocation-type"))
-            payload = _check_size(itype, await _read_body(receive))
+            _check_size(itype, size)
             _check_json(payload)
             req = InvokeRequest(
                 ref=ref,
@@ -98,16 +116,23 @@ class InvokeRoute:
             elif itype is InvocationType.EVENT:
                 response = empty_response(202, s.invoker.submit_event(req))
             else:
-                await _answer_sync(send, req, s)
-                return
-        except _ClientGone:
-            return
+                return await _answer_sync(req, s)
         except Exception as exc:  # the boundary, as `common.endpoint`
             response = failure_response(exc, "POST", scope["path"])
-        await response(scope, receive, send)
+        return response.status_code, response.raw_headers, bytes(response.body)
 
 
-async def _answer_sync(send: Send, req: InvokeRequest, s: Services) -> None:
+def function_name(path: str) -> str | None:
+    """`{name}` if `path` is Invoke's, matched as Starlette's `{name}` would (one or more
+    characters, no `/`), so any other path gets the same answer from Starlette as before."""
+    if path.startswith(_PREFIX) and path.endswith(_SUFFIX):
+        name = path[len(_PREFIX) : -len(_SUFFIX)]
+        if name and "/" not in name:
+            return name
+    return None
+
+
+async def _answer_sync(req: InvokeRequest, s: Services) -> Answer:
     result = await s.invoker.invoke(req)
     # Starlette's Response would send the same: lower-case names, its own headers first.
     headers = [(b"x-amzn-requestid", result.request_id.encode()), (b"x-amz-executed-version", result.executed_version.encode())]
@@ -116,8 +141,7 @@ async def _answer_sync(send: Send, req: InvokeRequest, s: Services) -> None:
     if result.log_tail is not None:
         headers.append((b"x-amz-log-result", base64.b64encode(result.log_tail)))
     headers += ((b"content-length", b"%d" % len(result.payload)), _JSON_TYPE)
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": result.payload})
+    return 200, headers, result.payload
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -147,14 +171,13 @@ def _invocation_type(raw: str | None) -> InvocationType:
     return itype
 
 
-def _check_size(itype: InvocationType, payload: bytes) -> bytes:
-    if itype is InvocationType.EVENT and len(payload) > ASYNC_LIMIT:
+def _check_size(itype: InvocationType, size: int) -> None:
+    if itype is InvocationType.EVENT and size > ASYNC_LIMIT:
         raise RequestEntityTooLargeException(
-            f"{len(payload)} byte payload is too large for the Event invocation type (limit {ASYNC_LIMIT} bytes)"
+            f"{size} byte payload is too large for the Event invocation type (limit {ASYNC_LIMIT} bytes)"
         )
-    if len(payload) > SYNC_LIMIT:
+    if size > SYNC_LIMIT:
         raise RequestEntityTooLargeException(f"Request must be smaller than {SYNC_LIMIT} bytes for the InvokeFunction operation")
-    return payload
 
 
 def _check_json(payload: bytes) -> None:

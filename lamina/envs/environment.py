@@ -8,12 +8,27 @@ invoke (spec 4.4, "suppressed init").
 
 States: STARTING → IDLE ⇄ BUSY → DEAD. `invoke` never raises for function faults: every outcome
 is an InvokeResult. `stop` is idempotent and kills everything the environment started.
+
+The warm path does only what the answer needs before it returns. Work the caller does not wait
+for runs after the response is on its way:
+- an idle environment is frozen once it has stayed idle for FREEZE_GRACE_S, not after every
+  invocation, so back-to-back invocations pay no freeze and thaw (the runtime may run for those few
+  ms after an invocation; after that nothing in it runs while idle, spec 5.1);
+- the END and REPORT lines are formatted, and the invocation's log lines written to the store, in
+  a step scheduled with `call_soon`: it runs after the task that returned the result has written
+  the response (and before any later request's task starts), or at once when the next invocation
+  or `stop` comes first. Lines keep their order; REPORT's Max Memory Used is read when the
+  invocation ends, as before. With LogType=Tail, END and REPORT are part of the answer, so they are
+  formatted before it.
+- one timer per environment (the watchdog) serves both the freeze and the invocation's deadline; it
+  is re-armed only when it fires early or must fire earlier, not once per invocation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import json
 import math
 import os
@@ -28,12 +43,16 @@ from lamina.logs.store import LogStore
 from lamina.model.function import FunctionConfig
 from lamina.model.invocation import Invocation, InvokeOutcome, InvokeResult, InvokeTimings
 from lamina.runtimeapi.server import start_listener
-from lamina.runtimeapi.session import InitError, NextEvent, RuntimeGone, RuntimeReply, RuntimeSession
+from lamina.runtimeapi.session import InitError, InvocationExpired, NextEvent, RuntimeGone, RuntimeReply, RuntimeSession
 from lamina.runtimeapi.wire import MAX_RESPONSE_BYTES
 from lamina.runtimes.catalog import PYTHON_BOOTSTRAP, RUNTIME_DIR_INSIDE, RuntimeInfo, python_argv, python_argv_inside
 from lamina.sandbox.base import Limits, Mount, NetworkMode, Sandbox, SandboxExit, SandboxSetup, SandboxSpec
 
 TAIL_BYTES = 4096
+# How long an environment stays thawed after an invocation before it is frozen (see the module
+# docstring). Short against anything a function could notice (a 10 ms ticker ticks at most once
+# more), long against the gap between back-to-back invocations.
+FREEZE_GRACE_S = 0.005
 
 
 class EnvState(enum.Enum):
@@ -100,6 +119,7 @@ class ExecutionEnvironment:
         on_dead: Callable[[ExecutionEnvironment], None] | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
+        self._loop = asyncio.get_running_loop()  # made by the manager, inside the server's loop
         # Initialised ahead of traffic (provisioned concurrency): never reaped when idle, and its
         # init is not part of any invocation (no Init Duration on REPORT lines).
         self.provisioned = provisioned
@@ -130,7 +150,14 @@ class ExecutionEnvironment:
         self._needs_launch = True
         self._init_ms: float | None = None  # reported on the first REPORT after a successful init
         self._partial = b""
-        self._pending: list[tuple[int, str]] = []  # log events not yet written
+        # Log events not yet written; a callable is a line formatted when written (END, REPORT).
+        self._pending: list[tuple[int, str | Callable[[], str]]] = []
+        self._after: asyncio.Handle | None = None  # the post-invocation step, while scheduled
+        # The watchdog: one timer for the freeze after FREEZE_GRACE_S idle and the deadline.
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._idle_at = 0.0  # loop time the environment last became idle
+        self._deadline_at: float | None = None  # loop time the invocation in flight times out
         self._tail: list[str] | None = None  # this invocation's lines, when a tail is wanted
         self._start_kind = "cold"  # of the invocation in flight: cold, warm or provisioned
 
@@ -162,7 +189,7 @@ class ExecutionEnvironment:
         self._flush_logs()
         if self.state is EnvState.STARTING:
             self.state = EnvState.IDLE
-        self._freeze()
+        self._became_idle()
 
     async def _launch(self, budget: float, limit_s: float) -> InitFailure | None:
         """Start the runtime and wait (up to `budget` s) until it first calls /next.
@@ -322,6 +349,40 @@ class ExecutionEnvironment:
             self._sandbox.freeze()
             self._frozen = True
 
+    def _became_idle(self) -> None:
+        """Freeze after FREEZE_GRACE_S unless an invocation comes first."""
+        self._idle_at = now = self._loop.time()
+        self._watch(now + FREEZE_GRACE_S)
+
+    def _watch(self, when: float) -> None:
+        """Make sure the watchdog runs at loop time `when` or earlier."""
+        timer = self._timer
+        if timer is not None:
+            if self._timer_at <= when:
+                return
+            timer.cancel()
+        self._timer_at = when
+        self._timer = self._loop.call_at(when, self._on_watchdog)
+
+    def _on_watchdog(self) -> None:
+        self._timer = None
+        now = self._loop.time()
+        if self.state is EnvState.BUSY:
+            due = self._deadline_at
+            if due is None:
+                return
+            if now < due:
+                self._watch(due)
+            elif self._session is not None:
+                self._deadline_at = None
+                self._session.expire()
+        elif self.state is EnvState.IDLE and self._running and not self._frozen:
+            due = self._idle_at + FREEZE_GRACE_S
+            if now < due:
+                self._watch(due)
+            else:
+                self._freeze()
+
     def _thaw(self) -> None:
         if self._frozen:
             self._sandbox.thaw()
@@ -352,6 +413,10 @@ class ExecutionEnvironment:
         if self.state is EnvState.DEAD:
             return
         self.state = EnvState.DEAD
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._complete()
         await self._stop_runtime()
         self._flush_logs()
         await self._sandbox.destroy()
@@ -363,6 +428,7 @@ class ExecutionEnvironment:
     async def invoke(self, inv: Invocation) -> InvokeResult:
         if self.state is not EnvState.IDLE:
             raise RuntimeError(f"environment {self.id} is {self.state.value}, not idle")
+        self._complete()  # the previous invocation's lines go first
         self.state = EnvState.BUSY
         self.invocations += 1
         self._tail = [] if inv.tail_log else None
@@ -370,11 +436,19 @@ class ExecutionEnvironment:
             return await self._invoke(inv)
         finally:
             self._tail = None
-            self._flush_logs()
+            if self._after is None:
+                self._after = self._loop.call_soon(self._complete)
             if self.state is EnvState.BUSY:
                 self.state = EnvState.IDLE
                 self.idle_since = time.monotonic()
-                self._freeze()
+                self._became_idle()
+
+    def _complete(self) -> None:
+        """The post-invocation step: write the lines of the invocation that ended (see module doc)."""
+        after, self._after = self._after, None
+        if after is not None:
+            after.cancel()
+        self._flush_logs()
 
     async def _invoke(self, inv: Invocation) -> InvokeResult:
         rid = inv.request_id
@@ -407,10 +481,19 @@ class ExecutionEnvironment:
         t_start = time.perf_counter()
         self._thaw()
         reply_future = self._session.deliver(event)
+        self._deadline_at = due = self._loop.time() + max(0.0, deadline - t_start)
+        self._watch(due)
         try:
-            async with asyncio.timeout(max(0.0, deadline - time.perf_counter())):
-                reply: RuntimeReply = await asyncio.shield(reply_future)
-        except TimeoutError:
+            # The session's future: it resolves with the reply, fails with RuntimeGone, or with
+            # InvocationExpired when the watchdog finds the deadline passed. Awaited directly (no
+            # shield, no timeout scope), the reply wakes this task with one callback, not three.
+            reply: RuntimeReply = await reply_future
+        except asyncio.CancelledError:
+            # Abandoned mid-invocation (e.g. shutdown): the runtime's state is unknown, so reset it.
+            self._sandbox.kill()
+            self._needs_launch = True
+            raise
+        except InvocationExpired:
             await self._stop_runtime()
             self._log(logfmt.timeout_line(rid, c.timeout))
             body = _platform_error(rid, "Sandbox.Timedout", f"Task timed out after {c.timeout:.2f} seconds")
@@ -428,6 +511,8 @@ class ExecutionEnvironment:
             self._oom_seen = oom_kills
             body = _platform_error(rid, error_type, detail)
             return self._finish(inv, t_start, init_ms, InvokeOutcome.RUNTIME_EXIT, body.encode(), error_type, status="error")
+        finally:
+            self._deadline_at = None
         self._drain_output()
         if reply.too_large:
             # The runtime was answered 413 and (like awslambdaric) may exit: reset the environment.
@@ -464,15 +549,19 @@ class ExecutionEnvironment:
             init_ms=init_ms,
             start=self._start_kind,
         )
-        self._log(logfmt.end_line(inv.request_id))
-        self._log(
-            logfmt.report_line(
-                inv.request_id, timings, self.config.memory_size, status=status, error_type=error_type if status else None
-            )
-        )
+        report = functools.partial(
+            logfmt.report_line,
+            inv.request_id, timings, self.config.memory_size, status=status, error_type=error_type if status else None,
+        )  # fmt: skip
         tail = None
         if self._tail is not None:
+            # Both lines are part of the answer: format them now.
+            self._log(logfmt.end_line(inv.request_id))
+            self._log(report())
             tail = ("\n".join(self._tail) + "\n").encode()[-TAIL_BYTES:]
+        else:
+            now = int(time.time() * 1000)
+            self._pending += ((now, functools.partial(logfmt.end_line, inv.request_id)), (now, report))
         return InvokeResult(
             request_id=inv.request_id,
             executed_version=self.config.version,
@@ -531,8 +620,8 @@ class ExecutionEnvironment:
 
     def _flush_logs(self) -> None:
         if self._pending:
-            self._ctx.logs.write(self.config.name, self.stream, self._pending)
-            self._pending = []
+            pending, self._pending = self._pending, []
+            self._ctx.logs.write(self.config.name, self.stream, [(t, m if isinstance(m, str) else m()) for t, m in pending])
 
     def statistics(self) -> EnvironmentStatistics:
         return EnvironmentStatistics(

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from lamina.envs.environment import EnvironmentContext, EnvironmentStatistics, EnvState, ExecutionEnvironment
@@ -78,12 +76,14 @@ class EnvironmentManager:
         self._closed = False
         self._fills: dict[tuple[str, str], asyncio.Task[None]] = {}
 
-    @asynccontextmanager
-    async def acquire(self, config: FunctionConfig, *, network: str | None = None) -> AsyncIterator[ExecutionEnvironment]:
-        """An environment for `config`; `network` is the function's own setting (else the server's)."""
+    def acquire(self, config: FunctionConfig, *, network: str | None = None) -> _Loan:
+        """An environment for `config`, lent for an `async with` block; `network` is the function's
+        own setting (else the server's). On exit it goes back to its pool, or is stopped."""
+        return _Loan(self, config, network)
+
+    async def _lend(self, config: FunctionConfig, mode: NetworkMode) -> tuple[ExecutionEnvironment, _Pool]:
         if self._closed:
             raise RuntimeError("environment manager is closed")
-        mode = _network_mode(network, self._ctx.network)
         pool = self._pools.setdefault((config.name, config.version), _Pool())
         env = await self._take_idle(pool, config, mode)
         if env is None:
@@ -92,21 +92,19 @@ class EnvironmentManager:
         else:
             self._warm += 1
         pool.busy.add(env)
-        try:
-            yield env
-        finally:
-            pool.busy.discard(env)
-            if env in pool.retiring or self._closed or not env.config.runs_like(config) or env.network != mode:
-                pool.retiring.discard(env)
-                await env.stop()
-            elif env.state is EnvState.IDLE:
-                pool.idle.append(env)
+        return env, pool
+
+    async def _give_back(self, env: ExecutionEnvironment, pool: _Pool, config: FunctionConfig, mode: NetworkMode) -> None:
+        pool.busy.discard(env)
+        if env in pool.retiring or self._closed or not _runs_like(env, config) or env.network != mode:
+            pool.retiring.discard(env)
+            await env.stop()
+        elif env.state is EnvState.IDLE:
+            pool.idle.append(env)
 
     async def _take_idle(self, pool: _Pool, config: FunctionConfig, network: NetworkMode) -> ExecutionEnvironment | None:
         # Prefer the most recently used warm environment; one needing a reset is still reusable.
-        stale = [
-            e for e in pool.idle if not e.config.runs_like(config) or e.state is not EnvState.IDLE or e.network != network
-        ]
+        stale = [e for e in pool.idle if not _runs_like(e, config) or e.state is not EnvState.IDLE or e.network != network]
         for e in stale:
             pool.idle.remove(e)
             await e.stop()
@@ -281,6 +279,36 @@ class EnvironmentManager:
             evictions=self._evictions,
             details=details,
         )
+
+
+class _Loan:
+    """`async with manager.acquire(config) as env`: a class, not @asynccontextmanager, whose
+    generator machinery cost ~2.5 µs per invocation on the warm path."""
+
+    __slots__ = ("_manager", "_config", "_mode", "_env", "_pool")
+
+    def __init__(self, manager: EnvironmentManager, config: FunctionConfig, network: str | None) -> None:
+        self._manager = manager
+        self._config = config
+        self._mode = _network_mode(network, manager._ctx.network)
+        self._env: ExecutionEnvironment | None = None
+        self._pool: _Pool | None = None
+
+    async def __aenter__(self) -> ExecutionEnvironment:
+        env, self._pool = await self._manager._lend(self._config, self._mode)
+        self._env = env
+        return env
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        env, pool = self._env, self._pool
+        if env is not None and pool is not None:
+            self._env = self._pool = None
+            await self._manager._give_back(env, pool, self._config, self._mode)
+
+
+def _runs_like(env: ExecutionEnvironment, config: FunctionConfig) -> bool:
+    # Warm invokes pass the very config the environment was built from: skip the field compare.
+    return env.config is config or env.config.runs_like(config)
 
 
 def _network_mode(own: str | None, default: NetworkMode) -> NetworkMode:

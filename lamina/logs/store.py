@@ -2,18 +2,24 @@
 
 Each line is {"t": epoch ms, "s": log stream name, "m": message}. A reader's cursor is a byte
 offset into the file, so `lamina logs --follow` resumes exactly where it stopped. Writes are
-batched per invocation (one write call) and flushed to the OS at once, so a server crash loses
-nothing already reported.
+batched per invocation (one write call on an O_APPEND fd, no userspace buffer), so a server crash
+loses nothing already written. Environments write an invocation's lines right after its response
+is sent (envs/environment.py); `close` only releases the fds, as nothing is ever held back here.
+
+Lines are built with the json module's own string encoder (`encode_basestring`, what
+`json.dumps(..., ensure_ascii=False)` uses for a str) around a fixed template: the same bytes as
+`json.dumps` of the dict, at a quarter of its cost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from pathlib import Path
-from typing import IO
 
 _SAFE = re.compile(r"^[a-zA-Z0-9-_]{1,64}$")
 
@@ -29,7 +35,8 @@ class LogStore:
     def __init__(self, root: Path) -> None:
         self._root = root
         root.mkdir(parents=True, exist_ok=True)
-        self._files: dict[str, IO[str]] = {}
+        self._files: dict[str, int] = {}  # function → O_APPEND fd
+        self._streams: dict[str, str] = {}  # stream name → its JSON string, encoded once
         self._changed: dict[str, asyncio.Event] = {}
         self._stopping = False
 
@@ -42,11 +49,19 @@ class LogStore:
         """Append events (epoch ms, message) of one stream; visible to readers on return."""
         if not events:
             return
-        f = self._files.get(function)
-        if f is None:
-            f = self._files[function] = open(self._path(function), "a", encoding="utf-8")
-        f.write("".join(json.dumps({"t": t, "s": stream, "m": m}, ensure_ascii=False) + "\n" for t, m in events))
-        f.flush()
+        fd = self._files.get(function)
+        if fd is None:
+            path = self._path(function)
+            fd = self._files[function] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        s = self._streams.get(stream)
+        if s is None:
+            if len(self._streams) > 4096:
+                self._streams.clear()
+            s = self._streams[stream] = encode_basestring(stream)
+        data = "".join(['{"t": %d, "s": %s, "m": %s}\n' % (t, s, encode_basestring(m)) for t, m in events]).encode()
+        written = os.write(fd, data)
+        while written < len(data):  # a regular file takes it all at once, short of a full disk
+            written += os.write(fd, data[written:])
         ev = self._changed.pop(function, None)
         if ev is not None:
             ev.set()
@@ -88,6 +103,6 @@ class LogStore:
         self._changed.clear()
 
     def close(self) -> None:
-        for f in self._files.values():
-            f.close()
+        for fd in self._files.values():
+            os.close(fd)
         self._files.clear()

@@ -22,6 +22,7 @@ from lamina.runtimeapi.session import NextEvent, PostStatus, RuntimeGone, Runtim
 _REASONS = {200: b"OK", 202: b"Accepted", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found",
             405: b"Method Not Allowed", 413: b"Request Entity Too Large", 500: b"Internal Server Error"}  # fmt: skip
 _OK_BODY = b'{"status":"OK"}'
+_ACCEPTED = b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(_OK_BODY), _OK_BODY)
 # "<Header>: " prefixes of /next's answer, encoded once (names from wire.py).
 _P_REQUEST_ID = wire.H_REQUEST_ID.encode() + b": "
 _P_DEADLINE = wire.H_DEADLINE.encode() + b": "
@@ -41,10 +42,12 @@ class _Request:
 
 
 class _Connection(asyncio.Protocol):
-    """One runtime connection. Requests are answered in order; /next may park until work exists."""
+    """One runtime connection. Requests are answered in order; /next may park until work exists
+    (the connection is then the session's Waiter)."""
 
-    def __init__(self, session: RuntimeSession) -> None:
+    def __init__(self, session: RuntimeSession, loop: asyncio.AbstractEventLoop) -> None:
         self._session = session
+        self._loop = loop
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._url = b""
@@ -52,8 +55,8 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._size = 0
         self._queue: deque[_Request] = deque()
-        self._waiting: asyncio.Future[NextEvent] | None = None
-        self._waiting_request: _Request | None = None
+        self._waiting: _Request | None = None  # a /next parked in the session
+        self._held = False  # a 202 for a reply is due: later requests wait for it (see _accept_soon)
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -62,9 +65,10 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
-        if self._waiting is not None and not self._waiting.done():
+        if self._waiting is not None:
             # The runtime hung up while parked: it must not be handed an event it cannot read.
-            self._waiting.cancel()
+            self._waiting = None
+            self._session.unpark(self)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -102,24 +106,27 @@ class _Connection(asyncio.Protocol):
                 keep_alive=self._parser.should_keep_alive(),
             )
         )
-        if self._waiting is None:
+        if self._waiting is None and not self._held:
             self._process()
 
     # routing
     def _process(self) -> None:
-        while self._queue and self._waiting is None and self._transport is not None:
+        while self._queue and self._waiting is None and not self._held and self._transport is not None:
             self._handle(self._queue.popleft())
 
     def _handle(self, req: _Request) -> None:
         s = self._session
         path = req.path
         if path == wire.NEXT and req.method == b"GET":
-            result = s.next()
-            if isinstance(result, NextEvent):
-                self._write_event(result, req.keep_alive)
+            try:
+                event = s.next(self)
+            except RuntimeGone:
+                self._write(500, _error_body("ServiceException", "environment is shutting down"), keep_alive=False)
+                return
+            if event is not None:
+                self._write_event(event, req.keep_alive)
             else:
-                self._waiting, self._waiting_request = result, req
-                result.add_done_callback(self._on_event)
+                self._waiting = req
             return
         if req.method != b"POST":
             self._write(405 if path.startswith(wire.PREFIX) else 404, _error_body("NotFound", "unknown path"), req.keep_alive)
@@ -137,24 +144,46 @@ class _Connection(asyncio.Protocol):
                     self._write(400, _error_body("InvalidFunctionResponseMode", "Invalid response mode"), req.keep_alive)
                     return
                 status = s.post_response(request_id, req.body, content_type, too_large=req.too_large)
-                self._answer_post(status, req.keep_alive)
+                self._answer_reply(status, req.keep_alive)
                 return
             if action == "error":
                 err = req.headers.get(wire.H_ERROR_TYPE_LC, b"").decode("latin-1") or None
-                self._answer_post(s.post_error(request_id, req.body, content_type, err), req.keep_alive)
+                self._answer_reply(s.post_error(request_id, req.body, content_type, err), req.keep_alive)
                 return
         self._write(404, _error_body("NotFound", "unknown path"), req.keep_alive)
 
-    def _on_event(self, fut: asyncio.Future[NextEvent]) -> None:
-        req = self._waiting_request
-        self._waiting = self._waiting_request = None
-        if fut.cancelled() or req is None:
+    # the session's Waiter
+    def event_ready(self, event: NextEvent) -> None:
+        req, self._waiting = self._waiting, None
+        if req is None:
             return
-        exc = fut.exception()
-        if isinstance(exc, RuntimeGone) or exc is not None:
+        self._write_event(event, req.keep_alive)
+        self._process()
+
+    def session_gone(self) -> None:
+        if self._waiting is not None:
+            self._waiting = None
             self._write(500, _error_body("ServiceException", "environment is shutting down"), keep_alive=False)
+
+    def _answer_reply(self, status: PostStatus, keep_alive: bool) -> None:
+        """Answer a posted reply. An accepted one has just woken the environment's task, whose
+        answer to its caller is the critical path: the runtime's 202 is written after it, from
+        a callback queued behind that task's step (the client's answer first, as a relay does)."""
+        if status is not PostStatus.ACCEPTED:
+            self._answer_post(status, keep_alive)
             return
-        self._write_event(fut.result(), req.keep_alive)
+        self._held = True
+        self._loop.call_soon(self._accept_soon, keep_alive)
+
+    def _accept_soon(self, keep_alive: bool) -> None:
+        self._held = False
+        t = self._transport
+        if t is None:
+            return
+        if keep_alive:
+            t.write(_ACCEPTED)
+        else:
+            self._write(202, _OK_BODY, keep_alive)
         self._process()
 
     def _answer_post(self, status: PostStatus, keep_alive: bool) -> None:
@@ -215,5 +244,5 @@ async def start_listener(session: RuntimeSession, sock: socket.socket | None = N
     environment."""
     loop = asyncio.get_running_loop()
     if sock is None:
-        return await loop.create_server(lambda: _Connection(session), "127.0.0.1", 0, reuse_address=True)
-    return await loop.create_server(lambda: _Connection(session), sock=sock)
+        return await loop.create_server(lambda: _Connection(session, loop), "127.0.0.1", 0, reuse_address=True)
+    return await loop.create_server(lambda: _Connection(session, loop), sock=sock)

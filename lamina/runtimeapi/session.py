@@ -5,8 +5,11 @@ One session per runtime process. The listener that serves a session is bound to 
 
 Lifecycle: INITIALIZING → (first /next) READY ⇄ BUSY → CLOSED. `wait_ready` resolves on the first
 /next, or with the init error the runtime posted. `deliver` hands one invocation to the runtime
-and returns a future for its reply; only one invocation is outstanding at a time.
-After `close`, pending futures fail with RuntimeGone and later calls are harmless.
+and returns a future for its reply; only one invocation is outstanding at a time. A /next that
+finds no work parks its `Waiter`, which `deliver` hands the event at once (the listener writes it
+within the same call: no future and no loop pass between the invoke and the runtime's socket).
+After `close`, pending futures fail with RuntimeGone, a parked waiter is told, and later calls
+are harmless.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import asyncio
 import enum
 import json
 from dataclasses import dataclass
+from typing import Protocol
 
 from lamina.runtimeapi.wire import ERROR_CAUSE_CONTENT_TYPE, MAX_RESPONSE_BYTES, normalise_error_type
 
@@ -72,8 +76,22 @@ class SessionStatistics:
     parked: bool
 
 
+class Waiter(Protocol):
+    """A runtime's /next parked until there is work (the listener's connection)."""
+
+    def event_ready(self, event: NextEvent) -> None:
+        """Answer the /next with `event` (called from `deliver`)."""
+
+    def session_gone(self) -> None:
+        """The session closed: answer the /next with an error."""
+
+
 class RuntimeGone(Exception):
     """The runtime went away (process exit, kill) before answering."""
+
+
+class InvocationExpired(Exception):
+    """The invocation's deadline passed before the runtime answered (see `expire`)."""
 
 
 class RuntimeSession:
@@ -82,7 +100,7 @@ class RuntimeSession:
         self._loop = loop
         self.state = SessionState.INITIALIZING
         self._ready: asyncio.Future[InitError | None] = loop.create_future()
-        self._parked: asyncio.Future[NextEvent] | None = None
+        self._parked: Waiter | None = None
         self._current: NextEvent | None = None
         self._reply: asyncio.Future[RuntimeReply] | None = None
         self._invocations = 0
@@ -100,12 +118,21 @@ class RuntimeSession:
         self.state = SessionState.BUSY
         self._invocations += 1
         self._current = event
-        self._reply = self._loop.create_future()
-        if self._parked is not None and not self._parked.done():
-            self._parked.set_result(event)
+        reply = self._reply = self._loop.create_future()
+        parked, self._parked = self._parked, None
+        if parked is not None:
+            parked.event_ready(event)
         # Otherwise the runtime's next /next picks it up (see next()).
-        self._parked = None
-        return self._reply
+        return reply
+
+    def expire(self) -> None:
+        """Fail the outstanding invocation's reply with InvocationExpired: its deadline passed.
+
+        The session stays BUSY (the runtime may still be working on it); the environment resets
+        the runtime and closes the session next. A reply posted later is refused (403)."""
+        reply = self._reply
+        if reply is not None and not reply.done():
+            reply.set_exception(InvocationExpired())
 
     def close(self, reason: str = "runtime closed") -> None:
         if self.state is SessionState.CLOSED:
@@ -115,32 +142,38 @@ class RuntimeSession:
         if not self._ready.done():
             self._ready.set_exception(gone)
             self._ready.exception()  # mark retrieved: the environment learns of it via the exit
-        for fut in (self._reply, self._parked):
-            if fut is not None and not fut.done():
-                fut.set_exception(gone)
-                fut.exception()
+        if self._reply is not None and not self._reply.done():
+            self._reply.set_exception(gone)
+            self._reply.exception()
+        parked, self._parked = self._parked, None
+        if parked is not None:
+            parked.session_gone()
 
     def statistics(self) -> SessionStatistics:
         return SessionStatistics(
-            state=self.state, invocations=self._invocations, parked=self._parked is not None and not self._parked.done()
+            state=self.state, invocations=self._invocations, parked=self._parked is not None
         )
 
     # --- the runtime's side (called by the listener) ----------------------------------------
 
-    def next(self) -> NextEvent | asyncio.Future[NextEvent]:
-        """GET /next: the outstanding event, or a future that resolves when one is delivered."""
+    def next(self, waiter: Waiter) -> NextEvent | None:
+        """GET /next: the outstanding event; else None, and `waiter` is parked until `deliver`
+        hands it one (or `close` tells it the session is gone). Raises RuntimeGone if closed."""
         if self.state is SessionState.INITIALIZING:
             self.state = SessionState.READY
             self._ready.set_result(None)
         if self.state is SessionState.BUSY and self._current is not None:
             # A repeated /next while an invoke is outstanding re-renders it (RIE, spec 4.3).
             return self._current
-        fut: asyncio.Future[NextEvent] = self._loop.create_future()
         if self.state is SessionState.CLOSED:
-            fut.set_exception(RuntimeGone("session closed"))
-            return fut
-        self._parked = fut
-        return fut
+            raise RuntimeGone("session closed")
+        self._parked = waiter
+        return None
+
+    def unpark(self, waiter: Waiter) -> None:
+        """`waiter` can no longer answer (its connection is gone): it must not be handed an event."""
+        if self._parked is waiter:
+            self._parked = None
 
     def post_response(self, request_id: str, body: bytes, content_type: str | None, *, too_large: bool) -> PostStatus:
         status = self._check(request_id)

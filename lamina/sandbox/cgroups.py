@@ -12,6 +12,8 @@ which also work on a v1 host's unified mount without controllers (0.1 ms against
 
 Every class takes its filesystem root as a parameter, so tests can run the v2 driver against a
 fake tree on a machine that only has v1. All writes are small and non-blocking for the caller.
+The files every invocation touches (the freeze switch, the peak-memory counter) are kept open per
+group (`_HotFile`): a pwrite or pread costs 1 syscall where open/write/close cost 7 to 9.
 """
 
 from __future__ import annotations
@@ -111,6 +113,44 @@ def _keyed(path: Path, key: str) -> int:
     return 0
 
 
+class _HotFile:
+    """One cgroup file kept open (O_CLOEXEC), read or written at offset 0.
+
+    Opened with its group (so the fd exists from the group's creation on, not from some later
+    call), or at first use if the file was missing then. kernfs regenerates a file's text on a
+    read at offset 0, so one pread is a fresh value. `close` before the group's directory is
+    removed; a later use reopens it. Each live group holds two such fds.
+    """
+
+    __slots__ = ("path", "_flags", "_fd")
+
+    def __init__(self, path: Path, flags: int) -> None:
+        self.path = path
+        self._flags = flags | os.O_CLOEXEC
+        self._fd = -1
+        try:
+            self._open()
+        except FileNotFoundError:
+            pass
+
+    def _open(self) -> int:
+        fd = self._fd
+        if fd < 0:
+            fd = self._fd = os.open(self.path, self._flags)
+        return fd
+
+    def write(self, value: bytes) -> None:
+        os.pwrite(self._open(), value, 0)
+
+    def read(self) -> bytes:
+        return os.pread(self._open(), 4096, 0)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
 def _procs(dir_: Path) -> list[int]:
     try:
         return [int(p) for p in _read(dir_ / "cgroup.procs").split()]
@@ -161,6 +201,8 @@ def own_paths(proc_cgroup: str) -> dict[str, str]:
 class V2Cgroup:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._freeze = _HotFile(path / "cgroup.freeze", os.O_WRONLY)
+        self._peak = _HotFile(path / "memory.peak", os.O_RDONLY)
 
     def attach(self, pid: int) -> None:
         _write(self.path / "cgroup.procs", str(pid))
@@ -175,10 +217,10 @@ class V2Cgroup:
         _write(self.path / "cpu.max", f"{quota_us if quota_us is not None else 'max'} {CPU_PERIOD_US}")
 
     def freeze(self) -> None:
-        _write(self.path / "cgroup.freeze", "1")
+        self._freeze.write(b"1")
 
     def thaw(self) -> None:
-        _write(self.path / "cgroup.freeze", "0")
+        self._freeze.write(b"0")
 
     def kill_all(self) -> None:
         if (self.path / "cgroup.kill").exists():
@@ -193,10 +235,10 @@ class V2Cgroup:
 
     def peak_memory(self) -> int:
         try:
-            return int(_read(self.path / "memory.peak"))
+            return int(self._peak.read())
         except (FileNotFoundError, ValueError):
             try:
-                return int(_read(self.path / "memory.current"))
+                return int(_read(self.path / "memory.current"))  # kernels before 5.19
             except (FileNotFoundError, ValueError):
                 return 0
 
@@ -204,6 +246,8 @@ class V2Cgroup:
         return _keyed(self.path / "memory.events", "oom_kill")
 
     def remove(self, attempts: int = 50) -> bool:
+        self._freeze.close()
+        self._peak.close()
         return _rmdir_tree(self.path, attempts)
 
 
@@ -271,6 +315,14 @@ class V1Cgroup:
     def __init__(self, dirs: dict[str, Path], unified: Path | None) -> None:
         self._dirs = dirs
         self._unified = unified
+        # The unified mount's cgroup.freeze where there is one (0.1 ms against v1's 1.2 ms).
+        if unified is not None:
+            self._freeze = _HotFile(unified / "cgroup.freeze", os.O_WRONLY)
+            self._frozen_thawed = (b"1", b"0")
+        else:
+            self._freeze = _HotFile(dirs["freezer"] / "freezer.state", os.O_WRONLY)
+            self._frozen_thawed = (b"FROZEN", b"THAWED")
+        self._peak = _HotFile(dirs["memory"] / "memory.max_usage_in_bytes", os.O_RDONLY)
 
     def attach(self, pid: int) -> None:
         for d in self._dirs.values():
@@ -295,16 +347,10 @@ class V1Cgroup:
         _write(self._dirs["cpu"] / "cpu.cfs_quota_us", str(quota_us if quota_us is not None else -1))
 
     def freeze(self) -> None:
-        if self._unified is not None:
-            _write(self._unified / "cgroup.freeze", "1")
-        else:
-            _write(self._dirs["freezer"] / "freezer.state", "FROZEN")
+        self._freeze.write(self._frozen_thawed[0])
 
     def thaw(self) -> None:
-        if self._unified is not None:
-            _write(self._unified / "cgroup.freeze", "0")
-        else:
-            _write(self._dirs["freezer"] / "freezer.state", "THAWED")
+        self._freeze.write(self._frozen_thawed[1])
 
     def kill_all(self) -> None:
         if self._unified is not None and (self._unified / "cgroup.kill").exists():
@@ -325,7 +371,7 @@ class V1Cgroup:
 
     def peak_memory(self) -> int:
         try:
-            return int(_read(self._dirs["memory"] / "memory.max_usage_in_bytes"))
+            return int(self._peak.read())
         except (FileNotFoundError, ValueError):
             return 0
 
@@ -333,6 +379,8 @@ class V1Cgroup:
         return _keyed(self._dirs["memory"] / "memory.oom_control", "oom_kill")
 
     def remove(self, attempts: int = 50) -> bool:
+        self._freeze.close()
+        self._peak.close()
         done = all([_rmdir_tree(d, attempts) for d in self._dirs.values()])
         if self._unified is not None:
             done = _rmdir_tree(self._unified, attempts) and done

@@ -29,6 +29,7 @@ class ProcessSandbox:
         self.tmp_dir = setup.work_dir / "tmp"
         self._proc: asyncio.subprocess.Process | None = None
         self._exit: SandboxExit | None = None
+        self._memory: _TreeMemory | None = None
 
     async def setup(self) -> None:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -67,6 +68,9 @@ class ProcessSandbox:
         finally:
             os.close(write_fd)
         self.output_fd = read_fd
+        if self._memory is not None:
+            self._memory.close()
+        self._memory = _TreeMemory.open(self._proc.pid)
         try:
             # Lambda's 1,024 file descriptors (spec 11); set after spawn to avoid preexec_fn.
             _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -112,6 +116,8 @@ class ProcessSandbox:
 
     def peak_memory(self) -> int:
         """Peak RSS (VmHWM) summed over the process tree: the measured Max Memory Used."""
+        if self._memory is not None:
+            return self._memory.peak()
         return _tree_peak_rss(self._proc.pid) if self._proc is not None else 0
 
     def oom_kills(self) -> int:
@@ -125,7 +131,63 @@ class ProcessSandbox:
         if self._proc is not None and self._proc.returncode is None:
             await self.wait_exit()
         self.close_output()
+        if self._memory is not None:
+            self._memory.close()
+            self._memory = None
         await asyncio.to_thread(shutil.rmtree, self._setup.work_dir, True)
+
+
+class _TreeMemory:
+    """The peak RSS of one process tree, read on every invoke through fds kept open on its root's
+    /proc files: one pread of `status` (VmHWM and the thread count) and one of the main thread's
+    `children`, where opening them by path each time took ~23 syscalls. A root with more threads
+    or with children is walked in full (`_tree_peak_rss`). The fds name that process, not its pid:
+    once it is gone they fail (ESRCH) rather than read a process that reused the pid."""
+
+    def __init__(self, pid: int, status_fd: int, children_fd: int) -> None:
+        self._pid = pid
+        self._status = status_fd
+        self._children = children_fd
+
+    @classmethod
+    def open(cls, pid: int) -> _TreeMemory | None:
+        """None if the process is already gone (the caller falls back to walking by path)."""
+        try:
+            status = os.open(f"/proc/{pid}/status", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            children = os.open(f"/proc/{pid}/task/{pid}/children", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            os.close(status)
+            return None
+        return cls(pid, status, children)
+
+    def peak(self) -> int:
+        try:
+            status = os.pread(self._status, 8192, 0)
+            hwm = _status_kb(status, b"VmHWM:") * 1024
+            if _status_kb(status, b"Threads:") != 1:
+                return _tree_peak_rss(self._pid)
+            children = os.pread(self._children, 4096, 0).split()
+        except OSError:  # the root exited (ESRCH): its memory is no longer measured
+            return 0
+        return hwm + sum(_tree_peak_rss(int(c)) for c in children)
+
+    def close(self) -> None:
+        if self._status >= 0:
+            os.close(self._status)
+            os.close(self._children)
+            self._status = self._children = -1
+
+
+def _status_kb(status: bytes, key: bytes) -> int:
+    """The number after `key` in /proc/<pid>/status text (kB for the Vm* lines); 0 if absent."""
+    i = status.find(key)
+    if i < 0:
+        return 0
+    end = status.find(b"\n", i)
+    return int(status[i + len(key) : end if end >= 0 else None].split()[0])
 
 
 def _tree_peak_rss(root: int) -> int:

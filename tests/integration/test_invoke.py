@@ -6,6 +6,7 @@ import base64
 import http.client
 import json
 import re
+import socket
 import threading
 from typing import Any
 
@@ -335,3 +336,40 @@ def test_invoke_over_raw_http(server: RunningServer, lambda_client: Any, fname: 
         status, headers, body = raw_request(server, method, other, b"{}")
         assert (status, headers["x-amzn-errortype"]) == (404, "UnknownOperationException"), (method, other)
         assert json.loads(body)["message"] == f"Lamina does not implement {method} {other}."
+
+
+def test_pipelined_requests_are_answered_in_order(server: RunningServer, lambda_client: Any, fname: str) -> None:
+    """Invokes and other requests pipelined on one connection are answered once each, in order,
+    and `Connection: close` on the last one ends the connection after its answer."""
+    deploy(lambda_client, fname, {"app.py": ECHO})
+    path = f"/2015-03-31/functions/{fname}/invocations"
+
+    def post(body: bytes, extra: str = "") -> bytes:
+        head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+        return head.encode() + body
+
+    requests = (
+        post(b'{"n": 1}')
+        + b"GET /lamina/v1/health HTTP/1.1\r\nHost: x\r\n\r\n"
+        + post(b'{"n": 2}')
+        + post(b'{"n": 3}', "X-Amz-Invocation-Type: DryRun\r\n")
+        + post(b'{"n": 4}', "Connection: close\r\n")
+    )
+    host, port = server.endpoint.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(requests)
+        data = b""
+        while chunk := sock.recv(65536):  # the server closes after the last answer
+            data += chunk
+    answers = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = dict(line.split(": ", 1) for line in lines[1:])
+        length = int({k.lower(): v for k, v in headers.items()}.get("content-length", "0"))
+        answers.append((int(lines[0].split()[1]), rest[:length]))
+        data = rest[length:]
+    assert [status for status, _ in answers] == [200, 200, 200, 204, 200]
+    assert json.loads(answers[0][1])["event"] == {"n": 1}
+    assert json.loads(answers[2][1])["event"] == {"n": 2}
+    assert json.loads(answers[4][1])["event"] == {"n": 4}
