@@ -28,6 +28,7 @@ from lamina.api.common import Services
 from lamina.config import Settings
 from lamina.envs.environment import EnvironmentContext
 from lamina.envs.manager import EnvironmentManager
+from lamina.functions.event_configs import EventConfigs
 from lamina.functions.service import FunctionService
 from lamina.invoke.concurrency import ConcurrencyLimiter
 from lamina.invoke.invoker import Invoker
@@ -204,8 +205,9 @@ async def run(settings: Settings) -> None:
         idle_timeout=settings.idle_timeout,
         memory_budget_mb=settings.memory_budget,
     )
+    repo = FunctionRepo(db)
     functions = FunctionService(
-        repo=FunctionRepo(db),
+        repo=repo,
         code=code,
         catalog=catalog,
         arns=Arns(region=settings.region, account_id=settings.account_id),
@@ -213,6 +215,7 @@ async def run(settings: Settings) -> None:
         account_concurrency=settings.max_concurrency,
     )
     invoker = Invoker(functions=functions, manager=manager, limiter=ConcurrencyLimiter(settings.max_concurrency))
+    event_configs = EventConfigs(functions=functions, repo=repo)
     try:
         await isolation.open()
         await functions.load()
@@ -220,6 +223,7 @@ async def run(settings: Settings) -> None:
             Services(
                 functions=functions,
                 invoker=invoker,
+                event_configs=event_configs,
                 environments=manager,
                 logs=logs,
                 code=code,

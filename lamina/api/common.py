@@ -15,6 +15,7 @@ from starlette.responses import Response
 from lamina.api.auth import AllowAll, Authorizer
 from lamina.api.errors import error_response
 from lamina.envs.manager import EnvironmentManager
+from lamina.functions.event_configs import EventConfigs
 from lamina.functions.service import FunctionService
 from lamina.invoke.invoker import Invoker
 from lamina.logs.store import LogStore
@@ -29,6 +30,7 @@ Handler = Callable[[Request, "Services"], Awaitable[Response]]
 class Services:
     functions: FunctionService
     invoker: Invoker
+    event_configs: EventConfigs
     environments: EnvironmentManager
     logs: LogStore
     code: CodeStore
