@@ -70,6 +70,9 @@ def build_app(services: Services) -> ASGIApp:
         ("GET", "/lamina/v1/logs/{name}", admin.read_logs),
         ("GET", "/lamina/v1/environments", admin.environments),
         ("GET", "/lamina/v1/metrics", admin.metrics),
+        ("GET", "/lamina/v1/events", admin.events),
+        ("GET", "/lamina/v1/events/failed", admin.failed_events),
+        ("POST", "/lamina/v1/events/failed/{id}/replay", admin.replay_event),
     ]
     # One Route per path, dispatching on method, so a wrong method is a 405 and not a 404.
     by_path: dict[str, dict[str, Handler]] = {}

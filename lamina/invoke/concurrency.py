@@ -7,7 +7,7 @@ that cannot be had raises TooManyRequestsException (429) at once: nothing queues
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -27,6 +27,20 @@ class ConcurrencyLimiter:
         self._unreserved_in_use = 0
         self._reserved_in_use: dict[str, int] = {}
         self._throttles = 0
+        # Called with the function's name after each lease is given back (the async dispatcher
+        # starts events that wait for concurrency then); must not raise.
+        self.on_release: Callable[[str], None] | None = None
+
+    def available(self, function: str, *, reserved: int | None, unreserved_pool: int | None = None, pending: int = 0) -> bool:
+        """Whether a lease for `function` would be granted now, with `pending` more already promised."""
+        if reserved is not None:
+            return self._reserved_in_use.get(function, 0) + pending < reserved
+        pool = self._limit if unreserved_pool is None else unreserved_pool
+        return self._unreserved_in_use + pending < pool
+
+    def _released(self, function: str) -> None:
+        if self.on_release is not None:
+            self.on_release(function)
 
     @contextmanager
     def lease(self, function: str, *, reserved: int | None, unreserved_pool: int | None = None) -> Iterator[None]:
@@ -49,6 +63,7 @@ class ConcurrencyLimiter:
                     self._reserved_in_use[function] = left
                 else:
                     del self._reserved_in_use[function]
+                self._released(function)
             return
         pool = self._limit if unreserved_pool is None else unreserved_pool
         if self._unreserved_in_use >= pool:
@@ -59,6 +74,7 @@ class ConcurrencyLimiter:
             yield
         finally:
             self._unreserved_in_use -= 1
+            self._released(function)
 
     def statistics(self) -> LimiterStatistics:
         in_use = self._unreserved_in_use + sum(self._reserved_in_use.values())
