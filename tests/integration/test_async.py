@@ -1,5 +1,5 @@
 """Asynchronous invocation end to end (spec 7): retries and their schedule, event age,
-destinations and their records, dead letters, throttled events.
+destinations and their records, dead letters, throttled events, the failed-events store.
 
 One server for the module, with the test-mode clock at 60x (LAMINA_ASYNC_TIME_SCALE): Lambda's
 1-minute retry takes a second and a 60-second MaximumEventAgeInSeconds one second. Destination
@@ -9,13 +9,18 @@ functions print the records they get; the tests read them back from the logs.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
+import lamina
 from lamina.testing import RunningServer, data_directory, deploy, read_logs, running_server
 
 SCALE = 60
@@ -202,6 +207,36 @@ def test_throttled_events_wait_and_run(scaled: RunningServer, client: Any, fname
     assert time.monotonic() - started >= 4 * 0.4  # one at a time
 
 
+def test_failed_events_list_and_replay(scaled: RunningServer, client: Any, fname: str, tmp_path: Path) -> None:
+    setup(client, fname, recorder=False, MaximumRetryAttempts=0)
+    rid = client.invoke(FunctionName=fname, InvocationType="Event", Payload=b'{"keep": "me"}')["ResponseMetadata"]["RequestId"]
+    deadline = time.monotonic() + 20
+    while True:
+        listing = cli(scaled, "events", "failed", fname)
+        if rid in listing.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert listing.returncode == 0, listing.stderr
+    assert rid in listing.stdout and "RetriesExhausted" in listing.stdout
+    assert "RuntimeError: attempt 1 failed" in listing.stdout and '{"keep": "me"}' in listing.stdout
+    # fix the function, then replay: the same event runs again and succeeds
+    client.update_function_configuration(FunctionName=fname, Environment={"Variables": {"FAILS": "0"}})
+    client.get_waiter("function_updated_v2").wait(FunctionName=fname, WaiterConfig={"Delay": 0.05, "MaxAttempts": 400})
+    replayed = cli(scaled, "events", "replay", rid)
+    assert replayed.returncode == 0, replayed.stderr
+    assert rid in replayed.stdout
+    deadline = time.monotonic() + 20
+    while len(attempts(scaled, fname)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    # the configuration change started a new environment: its count starts again
+    assert [(r, n) for r, n, _ in attempts(scaled, fname)] == [(rid, 1), (rid, 1)]
+    assert cli(scaled, "events", "failed", fname).stdout.strip() == ""
+    again = cli(scaled, "events", "replay", rid)
+    assert again.returncode == 1 and "ResourceNotFoundException" in again.stderr
+    missing = cli(scaled, "events", "failed", fname + "-nope")
+    assert missing.returncode == 1 and "ResourceNotFoundException" in missing.stderr
+
+
 def test_payload_limit(client: Any, fname: str) -> None:
     deploy(client, fname, {"app.py": "def handler(e, c):\n    return None\n"})
     frame = b'{"x":""}'
@@ -212,3 +247,9 @@ def test_payload_limit(client: Any, fname: str) -> None:
     assert exc.value.response["Error"]["Code"] == "RequestEntityTooLargeException"
     assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
     assert exc.value.response["Error"]["Message"] == "1048577 byte payload is too large for the Event invocation type (limit 1048576 bytes)"
+
+
+def cli(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(lamina.__file__).resolve().parents[1])}
+    return subprocess.run([sys.executable, "-m", "lamina", "--endpoint", server.endpoint, *args],
+                          capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
