@@ -76,6 +76,8 @@ class QueueClosed(RuntimeError):
 class _Op:
     fn: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any]
+    # Run with the result once committed, whether or not the caller still waits for it.
+    on_commit: Callable[[Any], None] | None = None
 
 
 @dataclass(slots=True)
@@ -176,28 +178,32 @@ class EventQueue:
             self._commits += 1
             self._committed_ops += len(batch.rows) + len(batch.ops)
         for i, fut in enumerate(batch.row_waiters):
+            error = batch.error or batch.row_errors[i]
+            if error is None:
+                self._count(batch.rows[i][1], 1)
             if fut.done():
                 continue  # the caller went away; its event is stored all the same
-            error = batch.error or batch.row_errors[i]
             if error is None:
                 fut.set_result(None)
             else:
                 fut.set_exception(error)
         for i, op in enumerate(batch.ops):
+            result = _Failed(batch.error) if batch.error is not None else batch.results[i]
+            if not isinstance(result, _Failed) and op.on_commit is not None:
+                op.on_commit(result)
             if op.future.done():
                 continue
-            result = _Failed(batch.error) if batch.error is not None else batch.results[i]
             if isinstance(result, _Failed):
                 op.future.set_exception(result.error)
             else:
                 op.future.set_result(result)
 
-    def _submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+    def _submit(self, fn: Callable[[sqlite3.Connection], T], on_commit: Callable[[T], None] | None = None) -> asyncio.Future[T]:
         if self._closed:
             raise QueueClosed("the event queue is closed")
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         with self._lock:
-            self._ops.append(_Op(fn, fut))
+            self._ops.append(_Op(fn, fut, on_commit))
         self._kick()
         return fut
 
@@ -214,7 +220,6 @@ class EventQueue:
             self._row_waiters.append(fut)
         self._kick()
         await fut
-        self._count(event.function_name, 1)
 
     async def claim(self, *, now: float, quotas: Mapping[str, int]) -> ClaimResult:
         """Lease events due by `now`: at most `quotas[f]` of each function f, oldest due first.
@@ -244,14 +249,16 @@ class EventQueue:
         Returns False, changing nothing, if the claim was lost (its lease ran out and the event
         was claimed again): the other claim settles it.
         """
-        settled = await self._submit(partial(_settle, claim=claim, failed=failed, deliveries=deliveries, now=now))
-        if settled:
-            self._count(claim.event.function_name, -1)
-            for e in deliveries:
-                self._count(e.function_name, 1)
-        return settled
+        def counted(settled: bool) -> None:
+            if settled:
+                self._count(claim.event.function_name, -1)
+                for e in deliveries:
+                    self._count(e.function_name, 1)
+
+        return await self._submit(partial(_settle, claim=claim, failed=failed, deliveries=deliveries, now=now), counted)
 
     def _count(self, function: str, delta: int) -> None:
+        """Keep `queued()` right: called as writes commit (never from a caller that may be gone)."""
         n = self._queued.get(function, 0) + delta
         if n > 0:
             self._queued[function] = n
@@ -268,7 +275,7 @@ class EventQueue:
         throttle). Lost claims are left alone."""
         await self._submit(partial(_release, rows=[(due, c.event.id, c.lease) for c in claims]))
 
-    # --- reads and maintenance (rare: each its own transaction) ------------------------------
+    # --- reads and maintenance (rare) ---------------------------------------------------------
 
     async def recover(self, *, now: float) -> int:
         """Release the leases a previous server held (it died or stopped while they ran): those
@@ -316,10 +323,11 @@ class EventQueue:
             conn.execute(_INSERT_EVENT, _event_row(event, now))
             return event
 
-        event = await self._db.run(q)
-        if event is not None:
-            self._count(event.function_name, 1)
-        return event
+        def counted(event: AsyncEvent | None) -> None:
+            if event is not None:
+                self._count(event.function_name, 1)
+
+        return await self._submit(q, counted)
 
     async def statistics(self) -> QueueStatistics:
         def q(conn: sqlite3.Connection) -> QueueStatistics:

@@ -158,3 +158,14 @@ async def test_closed_queue_refuses_writes(tmp_path: Path) -> None:
 
 def _fields(e: AsyncEvent) -> dict[str, object]:
     return {name: getattr(e, name) for name in AsyncEvent.__dataclass_fields__}
+
+
+async def test_counts_follow_commits_even_when_the_caller_left(tmp_path: Path) -> None:
+    async with open_queue(tmp_path) as q:
+        caller = asyncio.ensure_future(q.enqueue(event(), due=NOW))
+        await asyncio.sleep(0)  # its write is queued
+        caller.cancel()  # the client hung up before the 202: the event is stored all the same
+        await asyncio.gather(caller, return_exceptions=True)
+        await q.enqueue(event(), due=NOW)
+        assert q.queued() == {"f": 2}
+        assert len((await q.claim(now=NOW, quotas={"f": 5})).events) == 2
