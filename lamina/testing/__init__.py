@@ -255,15 +255,18 @@ def send_events(
     threads: int = 8,
     payload: Callable[[int], bytes] = lambda i: b'{"i": %d}' % i,
     accepted: list[str] | None = None,
+    until: float | None = None,
 ) -> list[str]:
-    """Send up to `count` Event invokes of `function` from `threads` keep-alive connections; return
-    the request ids of those answered 202 (in `accepted` too, as they come, if given).
+    """Send up to `count` Event invokes of `function` from `threads` keep-alive connections (until
+    time.monotonic() passes `until`, if given); return the request ids of those answered 202 (in
+    `accepted` too, as they come, if given).
 
     A connection that fails (the server died, say) ends its thread quietly: only what was
     acknowledged counts as accepted. Raw HTTP, not boto3, so the client is not the bottleneck.
     """
     import http.client
     import itertools
+    import time
     from urllib.parse import urlsplit
 
     out = accepted if accepted is not None else []
@@ -279,7 +282,7 @@ def send_events(
             while True:
                 with lock:
                     i = next(numbers)
-                if i >= count:
+                if i >= count or (until is not None and time.monotonic() >= until):
                     return
                 conn.request("POST", path, body=payload(i), headers=headers)
                 resp = conn.getresponse()
