@@ -14,9 +14,9 @@ and memory admission apply alike. How many run at once:
   do not count as attempts. One that waits longer than its throttle backoff (1 s, 2 s, ...
   5 min) goes back to the queue as Lambda returns a throttled event, so a function held up by
   synchronous calls does not keep its events in memory.
-A function that has events running or waiting is claimed on its own, at most as many as its
-window has room for, so a backlog of one function is read from the store as fast as it runs
-and no faster, while other functions' events are claimed beside it.
+Events are claimed per function (EventQueue keeps a count of each one's), at most as many as
+its window has room for, functions in turn: a backlog of one function is read from the store as
+fast as it runs and no faster, and other functions' events never wait behind it.
 
 `time_scale` (LAMINA_ASYNC_TIME_SCALE, for tests) divides every backoff delay and event age, so
 a retry schedule of minutes plays out in seconds.
@@ -305,7 +305,7 @@ class Dispatcher:
         report: Report | None = None
         try:
             report = await self._runner.run(claim, on_invoked=invoked)
-        except Exception:  # the store failed: the event stays leased and is claimed again later
+        except Exception:  # the store failed (or a bug): the event stays leased, claimed again when that ends
             log.exception("event %s could not be settled", claim.event.id)
         finally:
             invoked()

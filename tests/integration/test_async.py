@@ -237,6 +237,15 @@ def test_failed_events_list_and_replay(scaled: RunningServer, client: Any, fname
     assert missing.returncode == 1 and "ResourceNotFoundException" in missing.stderr
 
 
+def test_deprecated_invoke_async_is_queued_too(scaled: RunningServer, client: Any, fname: str) -> None:
+    rec = setup(client, fname, fails=0, DestinationConfig=on("OnSuccess", fname + "-rec"))
+    resp = client.invoke_async(FunctionName=fname, InvokeArgs=b'{"old": "api"}')
+    assert resp["Status"] == 202
+    (record,) = records(scaled, rec, 1)
+    assert record["event"]["requestPayload"] == {"old": "api"}
+    assert record["event"]["requestContext"]["requestId"] == resp["ResponseMetadata"]["RequestId"]
+
+
 def test_payload_limit(client: Any, fname: str) -> None:
     deploy(client, fname, {"app.py": "def handler(e, c):\n    return None\n"})
     frame = b'{"x":""}'
