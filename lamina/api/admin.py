@@ -125,14 +125,16 @@ _PREVIEW = 1024  # characters of a payload shown in a listing
 async def failed_events(request: Request, s: Services) -> Response:
     """Events that failed with no destination or dead-letter target, oldest first.
 
-    Query: `function` (a name), `limit` (1–1000), `marker` (the `NextMarker` of the last page).
+    Query: `function` (a name; 404 if there is no such function and no failed event of it),
+    `limit` (1–1000), `marker` (the `NextMarker` of the last page).
     """
     function = request.query_params.get("function") or None
-    if function is not None and s.functions.find(function) is None:
-        raise ResourceNotFoundException(f"Function not found: {s.functions.arns.function(function)}")
     limit = _int_param(request, "limit", 100, 1, 1000)
     after = _int_param(request, "marker", 0, 0, 2**62)
     page = await s.queue.list_failed(function=function, after=after, limit=limit)
+    if not page and function is not None and s.functions.find(function) is None:
+        # (a deleted function's failed events are still listed, and can be replayed)
+        raise ResourceNotFoundException(f"Function not found: {s.functions.arns.function(function)}")
     items = []
     for f in page:
         e = f.event

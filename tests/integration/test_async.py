@@ -13,6 +13,8 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -235,6 +237,30 @@ def test_failed_events_list_and_replay(scaled: RunningServer, client: Any, fname
     assert again.returncode == 1 and "ResourceNotFoundException" in again.stderr
     missing = cli(scaled, "events", "failed", fname + "-nope")
     assert missing.returncode == 1 and "ResourceNotFoundException" in missing.stderr
+
+
+def test_events_of_a_deleted_function_are_kept(scaled: RunningServer, client: Any, fname: str) -> None:
+    setup(client, fname, fails=0, recorder=False)
+    client.put_function_concurrency(FunctionName=fname, ReservedConcurrentExecutions=1)
+    first = client.invoke(FunctionName=fname, InvocationType="Event", Payload=b'{"sleep": 1}')["ResponseMetadata"]["RequestId"]
+    second = client.invoke(FunctionName=fname, InvocationType="Event", Payload=b'{"second": 1}')["ResponseMetadata"]["RequestId"]
+    deadline = time.monotonic() + 10
+    while not attempts(scaled, fname) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    client.delete_function(FunctionName=fname)  # the first runs on; the second waits for the one slot
+    deadline = time.monotonic() + 20
+    failed: list[dict[str, Any]] = []
+    while not failed and time.monotonic() < deadline:
+        time.sleep(0.1)
+        try:
+            with urllib.request.urlopen(f"{scaled.endpoint}/lamina/v1/events/failed?function={fname}") as r:
+                failed = json.loads(r.read())["FailedEvents"]
+        except urllib.error.HTTPError as exc:  # 404: no such function, and none of its events failed yet
+            assert exc.code == 404
+            exc.close()
+    assert [(f["RequestId"], f["Condition"], f["ApproximateInvokeCount"]) for f in failed] == [(second, "FunctionNotFound", 0)]
+    assert failed[0]["RequestPayload"] == '{"second": 1}'
+    assert first not in {f["RequestId"] for f in failed}
 
 
 def test_deprecated_invoke_async_is_queued_too(scaled: RunningServer, client: Any, fname: str) -> None:
