@@ -183,6 +183,8 @@ def _prepare_data_dir(data: Path, sandboxed: bool) -> None:
 
 
 async def run(settings: Settings) -> None:
+    if not settings.async_time_scale > 0:
+        raise SystemExit(f"lamina: LAMINA_ASYNC_TIME_SCALE must be a positive number, not {settings.async_time_scale}")
     memory_budget = settings.memory_budget or host_memory_budget_mb()
     concurrency = settings.max_concurrency or max(1, min(1000, memory_budget // 128))
     settings = replace(settings, memory_budget=memory_budget, max_concurrency=concurrency)

@@ -84,7 +84,10 @@ def failed_events_table(events: Iterable[FailedEvent]) -> Table:
     table.add_column("PAYLOAD")
     for e in events:
         when = datetime.fromtimestamp(e.failed_at, tz=UTC).isoformat(timespec="seconds")
-        preview = e.payload if len(e.payload) <= 60 else e.payload[:57] + "..."
         table.add_row(Text(e.request_id, style="cyan"), Text(when), Text(e.condition, style="red"), str(e.attempts),
-                      Text(e.error), Text(preview, style="dim"))  # fmt: skip
+                      Text(_shorten(e.error, 80)), Text(_shorten(e.payload, 60), style="dim"))  # fmt: skip
     return table
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
