@@ -41,6 +41,9 @@ class Settings:
     sandbox_launcher: SandboxLauncher = "auto"
     # Sandboxes the zygote keeps prepared ahead of cold starts (0: make each on demand).
     sandbox_pool: int = 2
+    # Test-mode clock of asynchronous invocation: every backoff delay and event age is divided by
+    # it (60: Lambda's 1-minute retry takes 1 s, a 60 s MaximumEventAgeInSeconds 1 s). 1 = real.
+    async_time_scale: float = 1.0
 
     @property
     def endpoint(self) -> str:

@@ -1,11 +1,14 @@
 """The composition root: builds every part in dependency order, runs, and stops in reverse.
 
 Start: data directory → SQLite → code and log stores → runtime catalog → environments →
-functions (loaded from the store) → invoker → HTTP. The listening socket is bound before the
-"listening" line is printed, so a client that reads that line can connect at once.
+functions (loaded from the store) → invoker → event queue and dispatcher → HTTP. The listening
+socket is bound before the "listening" line is printed, so a client that reads that line can
+connect at once.
 
-Stop (SIGINT/SIGTERM, handled by uvicorn): stop accepting HTTP and finish open requests; cancel
-background events and code unpacking; kill every environment; close log files and the database.
+Stop (SIGINT/SIGTERM, handled by uvicorn): stop accepting HTTP and finish open requests (Event
+invokes waiting for their commit included); stop claiming events and give running ones the grace
+period (the rest stay leased and run again at the next start); commit what the queue's writer
+holds; cancel code unpacking; kill every environment; close log files and the database.
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ import uvicorn
 from lamina.api.app import build_app
 from lamina.api.common import Services
 from lamina.api.http import LambdaHttpProtocol
+from lamina.asyncq.dispatcher import Dispatcher
 from lamina.config import Settings
 from lamina.envs.environment import EnvironmentContext
 from lamina.envs.manager import EnvironmentManager
+from lamina.functions.event_configs import EventConfigs
 from lamina.functions.service import FunctionService
 from lamina.invoke.concurrency import ConcurrencyLimiter
 from lamina.invoke.invoker import Invoker
@@ -44,6 +49,7 @@ from lamina.sandbox.zygote import Preload, ZygoteHost, ZygoteSandbox
 from lamina.store.code import CodeStore
 from lamina.store.db import Database
 from lamina.store.functions import FunctionRepo
+from lamina.store.queue import EventQueue
 
 log = logging.getLogger("lamina")
 SHUTDOWN_GRACE_S = 5
@@ -178,6 +184,8 @@ def _prepare_data_dir(data: Path, sandboxed: bool) -> None:
 
 
 async def run(settings: Settings) -> None:
+    if not settings.async_time_scale > 0:
+        raise SystemExit(f"lamina: LAMINA_ASYNC_TIME_SCALE must be a positive number, not {settings.async_time_scale}")
     memory_budget = settings.memory_budget or host_memory_budget_mb()
     concurrency = settings.max_concurrency or max(1, min(1000, memory_budget // 128))
     settings = replace(settings, memory_budget=memory_budget, max_concurrency=concurrency)
@@ -205,8 +213,9 @@ async def run(settings: Settings) -> None:
         idle_timeout=settings.idle_timeout,
         memory_budget_mb=settings.memory_budget,
     )
+    repo = FunctionRepo(db)
     functions = FunctionService(
-        repo=FunctionRepo(db),
+        repo=repo,
         code=code,
         catalog=catalog,
         arns=Arns(region=settings.region, account_id=settings.account_id),
@@ -214,6 +223,16 @@ async def run(settings: Settings) -> None:
         account_concurrency=settings.max_concurrency,
     )
     invoker = Invoker(functions=functions, manager=manager, limiter=ConcurrencyLimiter(settings.max_concurrency))
+    queue = EventQueue(db)
+    event_configs = EventConfigs(functions=functions, repo=repo)
+    dispatcher = Dispatcher(
+        queue=queue,
+        invoker=invoker,
+        functions=functions,
+        configs=event_configs,
+        max_in_flight=settings.max_concurrency,
+        time_scale=settings.async_time_scale,
+    )
     try:
         await isolation.open()
         await functions.load()
@@ -221,6 +240,9 @@ async def run(settings: Settings) -> None:
             Services(
                 functions=functions,
                 invoker=invoker,
+                dispatcher=dispatcher,
+                event_configs=event_configs,
+                queue=queue,
                 environments=manager,
                 logs=logs,
                 code=code,
@@ -261,12 +283,19 @@ async def run(settings: Settings) -> None:
         )
         async with asyncio.TaskGroup() as tg:
             reaper = tg.create_task(manager.run())
+            writer = tg.create_task(queue.run())
+            dispatching = tg.create_task(dispatcher.run())
             try:
                 await server.serve(sockets=[sock])
             finally:
                 reaper.cancel()
+                # Running events get the grace period; their settlements need the writer, which
+                # stops last, once everything queued for it is committed.
+                await dispatcher.stop(SHUTDOWN_GRACE_S)
+                await dispatching
+                queue.close()
+                await writer
     finally:
-        await invoker.close()
         await functions.close()
         await manager.close()
         await isolation.close()

@@ -1,4 +1,5 @@
-"""Lamina's own endpoints under /lamina/v1: health, code download, logs, statistics, metrics."""
+"""Lamina's own endpoints under /lamina/v1: health, code download, logs, statistics, metrics, and the
+asynchronous event queue (statistics, failed events, replay)."""
 
 from __future__ import annotations
 
@@ -85,3 +86,91 @@ async def environments(request: Request, s: Services) -> Response:
 async def metrics(request: Request, s: Services) -> Response:
     """Prometheus metrics (text exposition format): invocations, throttles, durations, concurrency."""
     return Response(s.invoker.metrics.render(), media_type=CONTENT_TYPE)
+
+
+# --- asynchronous invocation -------------------------------------------------------------------
+
+
+async def events(request: Request, s: Services) -> Response:
+    """The event queue and the dispatcher: what waits, what runs, what failed (statistics())."""
+    q = await s.queue.statistics()
+    d = s.dispatcher.statistics()
+    commits, writes = s.queue.commit_statistics()
+    return json_response(
+        {
+            "queued": q.queued,
+            "claimed": q.claimed,
+            "failed": q.failed,
+            "accepted": d.accepted,
+            "inFlight": d.in_flight,
+            "maxInFlight": d.max_in_flight,
+            "succeeded": d.succeeded,
+            "failedAttempts": d.failed_attempts,
+            "throttled": d.throttled,
+            "retriesScheduled": d.retries_scheduled,
+            "ended": d.failed,
+            "waiting": d.waiting,
+            "functions": {
+                name: {"window": f.window, "running": f.running, "waiting": f.waiting} for name, f in d.functions.items()
+            },
+            "commits": commits,
+            "writesCommitted": writes,
+        }
+    )
+
+
+_PREVIEW = 1024  # characters of a payload shown in a listing
+
+
+async def failed_events(request: Request, s: Services) -> Response:
+    """Events that failed with no destination or dead-letter target, oldest first.
+
+    Query: `function` (a name; 404 if there is no such function and no failed event of it),
+    `limit` (1–1000), `marker` (the `NextMarker` of the last page).
+    """
+    function = request.query_params.get("function") or None
+    limit = _int_param(request, "limit", 100, 1, 1000)
+    after = _int_param(request, "marker", 0, 0, 2**62)
+    page = await s.queue.list_failed(function=function, after=after, limit=limit)
+    if not page and function is not None and s.functions.find(function) is None:
+        # (a deleted function's failed events are still listed, and can be replayed)
+        raise ResourceNotFoundException(f"Function not found: {s.functions.arns.function(function)}")
+    items = []
+    for f in page:
+        e = f.event
+        item: dict[str, object] = {
+            "RequestId": e.id,
+            "FunctionArn": s.functions.arns.function(e.function_name, e.qualifier or "$LATEST"),
+            "Condition": f.condition.value,
+            "ApproximateInvokeCount": e.attempts,
+            "EnqueuedAt": round(e.enqueued_at, 3),
+            "FailedAt": round(f.failed_at, 3),
+            "RequestPayload": e.payload[:_PREVIEW].decode("utf-8", "replace"),
+            "RequestPayloadSize": len(e.payload),
+        }
+        if e.last_response is not None:
+            r = e.last_response
+            item["Response"] = {
+                "StatusCode": r.status_code,
+                "ExecutedVersion": r.executed_version,
+                "FunctionError": r.function_error,
+                "ErrorType": r.error_type,
+                "Payload": r.payload[:_PREVIEW].decode("utf-8", "replace"),
+            }
+        items.append(item)
+    body: dict[str, object] = {"FailedEvents": items}
+    if len(page) == limit:
+        body["NextMarker"] = str(page[-1].seq)
+    return json_response(body)
+
+
+async def replay_event(request: Request, s: Services) -> Response:
+    """Put a failed event back in the queue, as new: attempts and age start again."""
+    event_id = request.path_params["id"]
+    event = await s.dispatcher.replay(event_id)
+    if event is None:
+        raise ResourceNotFoundException(f"No failed event has the request id {event_id}")
+    return json_response(
+        {"RequestId": event.id, "FunctionArn": s.functions.arns.function(event.function_name, event.qualifier or "$LATEST")},
+        202,
+    )

@@ -14,12 +14,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from lamina.api import admin, concurrency, functions, invoke, tags, versions
+from lamina.api import admin, concurrency, event_config, functions, invoke, tags, versions
 from lamina.api.common import Handler, Services, endpoint
 from lamina.api.errors import error_response
 from lamina.model.errors import LambdaError
 
 F = "/2015-03-31/functions"
+EIC = "/2019-09-25/functions/{name}/event-invoke-config"
 
 
 class UnknownOperationException(LambdaError):
@@ -54,6 +55,11 @@ def build_app(services: Services) -> ASGIApp:
         ("PUT", "/2019-09-30/functions/{name}/provisioned-concurrency", concurrency.put_provisioned_concurrency),
         ("GET", "/2019-09-30/functions/{name}/provisioned-concurrency", concurrency.get_provisioned_concurrency),
         ("DELETE", "/2019-09-30/functions/{name}/provisioned-concurrency", concurrency.delete_provisioned_concurrency),
+        ("PUT", EIC, event_config.put_event_invoke_config),
+        ("POST", EIC, event_config.update_event_invoke_config),
+        ("GET", EIC, event_config.get_event_invoke_config),
+        ("DELETE", EIC, event_config.delete_event_invoke_config),
+        ("GET", EIC + "/list", event_config.list_event_invoke_configs),
         ("GET", "/2017-03-31/tags/{arn}", tags.list_tags),
         ("POST", "/2017-03-31/tags/{arn}", tags.tag_resource),
         ("DELETE", "/2017-03-31/tags/{arn}", tags.untag_resource),
@@ -64,6 +70,9 @@ def build_app(services: Services) -> ASGIApp:
         ("GET", "/lamina/v1/logs/{name}", admin.read_logs),
         ("GET", "/lamina/v1/environments", admin.environments),
         ("GET", "/lamina/v1/metrics", admin.metrics),
+        ("GET", "/lamina/v1/events", admin.events),
+        ("GET", "/lamina/v1/events/failed", admin.failed_events),
+        ("POST", "/lamina/v1/events/failed/{id}/replay", admin.replay_event),
     ]
     # One Route per path, dispatching on method, so a wrong method is a 405 and not a 404.
     by_path: dict[str, dict[str, Handler]] = {}

@@ -14,12 +14,15 @@ from starlette.responses import Response
 
 from lamina.api.auth import AllowAll, Authorizer
 from lamina.api.errors import error_response
+from lamina.asyncq.dispatcher import Dispatcher
 from lamina.envs.manager import EnvironmentManager
+from lamina.functions.event_configs import EventConfigs
 from lamina.functions.service import FunctionService
 from lamina.invoke.invoker import Invoker
 from lamina.logs.store import LogStore
 from lamina.model.errors import InvalidRequestContentException, LambdaError, ServiceException
 from lamina.store.code import CodeStore
+from lamina.store.queue import EventQueue
 
 log = logging.getLogger("lamina.api")
 Handler = Callable[[Request, "Services"], Awaitable[Response]]
@@ -29,6 +32,9 @@ Handler = Callable[[Request, "Services"], Awaitable[Response]]
 class Services:
     functions: FunctionService
     invoker: Invoker
+    dispatcher: Dispatcher
+    event_configs: EventConfigs
+    queue: EventQueue
     environments: EnvironmentManager
     logs: LogStore
     code: CodeStore

@@ -28,11 +28,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lamina.api.common import Services, empty_response, failure_response, json_response
 from lamina.model.errors import InvalidRequestContentException, RequestEntityTooLargeException
+from lamina.model.events import ASYNC_PAYLOAD_LIMIT
 from lamina.model.ids import FunctionRef, validation_error
 from lamina.model.invocation import InvocationType, InvokeRequest
 
 SYNC_LIMIT = 6_291_456
-ASYNC_LIMIT = 1_048_576
+ASYNC_LIMIT = ASYNC_PAYLOAD_LIMIT
 CLIENT_CONTEXT_LIMIT = 3583
 _PREFIX = "/2015-03-31/functions/"
 _SUFFIX = "/invocations"
@@ -114,7 +115,8 @@ class InvokeRoute:
                 s.invoker.route(req)
                 response = empty_response(204)
             elif itype is InvocationType.EVENT:
-                response = empty_response(202, s.invoker.submit_event(req))
+                # 202 only once the event is durably stored (asyncq.Dispatcher.submit).
+                response = empty_response(202, await s.dispatcher.submit(req))
             else:
                 return await _answer_sync(req, s)
         except Exception as exc:  # the boundary, as `common.endpoint`
@@ -224,5 +226,5 @@ async def invoke_async(request: Request, s: Services) -> Response:
             f"{len(payload)} byte payload is too large for the Event invocation type (limit {ASYNC_LIMIT} bytes)"
         )
     _check_json(payload)
-    request_id = s.invoker.submit_event(InvokeRequest(ref=ref, payload=payload, invocation_type=InvocationType.EVENT))
+    request_id = await s.dispatcher.submit(InvokeRequest(ref=ref, payload=payload, invocation_type=InvocationType.EVENT))
     return json_response({"Status": 202}, 202, request_id)

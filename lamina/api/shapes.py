@@ -10,6 +10,7 @@ import binascii
 from typing import Any
 
 from lamina.model.errors import InvalidParameterValueException, InvalidRequestContentException
+from lamina.model.events import DestinationConfig, EventConfigChanges, EventInvokeConfig
 from lamina.model.function import Alias, ConfigChanges, CreateFunctionInput, FunctionConfig, LoggingConfig
 from lamina.model.ids import Arns, validation_error
 
@@ -214,3 +215,45 @@ def paginate(items: list[Json], marker: str | None, max_items: int | None, *, ca
     next_marker = base64.urlsafe_b64encode(str(nxt).encode()).decode() if nxt < len(items) else None
     return page, next_marker
 
+
+
+# --- asynchronous invocation (spec 2.2 *EventInvokeConfig rows) --------------------------------
+
+
+def event_config_changes(body: Json) -> EventConfigChanges:
+    """Put/UpdateFunctionEventInvokeConfig's body. An empty OnSuccess/OnFailure clears that one."""
+    raw = _obj(body, "DestinationConfig")
+    destinations = None
+    if raw is not None:
+        destinations = DestinationConfig(
+            on_success=_destination(raw, "OnSuccess", "destinationConfig.onSuccess.destination"),
+            on_failure=_destination(raw, "OnFailure", "destinationConfig.onFailure.destination"),
+        )
+    return EventConfigChanges(
+        maximum_retry_attempts=_int(body, "MaximumRetryAttempts", "maximumRetryAttempts"),
+        maximum_event_age_s=_int(body, "MaximumEventAgeInSeconds", "maximumEventAgeInSeconds"),
+        destinations=destinations,
+    )
+
+
+def _destination(config: Json, key: str, member: str) -> str | None:
+    target = _obj(config, key)
+    return (_str(target, "Destination", member) or None) if target else None
+
+
+def event_invoke_config(c: EventInvokeConfig, arns: Arns) -> Json:
+    """FunctionEventInvokeConfig: LastModified is a Date (epoch seconds, spec 1.1); both
+    destinations are always present, empty when unset (observed)."""
+    out: Json = {
+        "LastModified": round(c.last_modified, 3),
+        "FunctionArn": arns.function(c.function_name, c.qualifier),
+        "DestinationConfig": {
+            "OnSuccess": {"Destination": c.destinations.on_success} if c.destinations.on_success else {},
+            "OnFailure": {"Destination": c.destinations.on_failure} if c.destinations.on_failure else {},
+        },
+    }
+    if c.maximum_retry_attempts is not None:
+        out["MaximumRetryAttempts"] = c.maximum_retry_attempts
+    if c.maximum_event_age_s is not None:
+        out["MaximumEventAgeInSeconds"] = c.maximum_event_age_s
+    return out

@@ -101,6 +101,25 @@ class LogPage:
     next_cursor: int = 0
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FailedEvent:
+    """An event in the failed-events store, as `lamina events failed` lists it."""
+
+    request_id: str
+    function_arn: str
+    condition: str
+    attempts: int
+    failed_at: float
+    payload: str  # its first 1 KB
+    error: str  # "<errorType>: <errorMessage>" of the last attempt, "" if none ran
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FailedPage:
+    events: tuple[FailedEvent, ...] = field(default_factory=tuple)
+    next_marker: str | None = None
+
+
 # --- deployment package ---------------------------------------------------------------------
 
 
@@ -351,13 +370,32 @@ class AdminClient:
             next_cursor=int(body.get("nextCursor", cursor)),
         )
 
-    def _get(self, path: str, *, timeout: float) -> dict[str, Any]:
+    def failed_events(self, name: str, *, marker: str | None = None, limit: int = 100) -> FailedPage:
+        """One page of `name`'s failed events, oldest first. Raises CliError
+        (ResourceNotFoundException) when there is no such function."""
+        import urllib.parse
+
+        query = {"function": name, "limit": limit, **({"marker": marker} if marker else {})}
+        body = self._get(f"/lamina/v1/events/failed?{urllib.parse.urlencode(query)}", timeout=30.0)
+        return FailedPage(
+            events=tuple(_failed_event(e) for e in body.get("FailedEvents", [])),
+            next_marker=body.get("NextMarker"),
+        )
+
+    def replay(self, request_id: str) -> str:
+        """Put a failed event back in the queue; returns the ARN it was invoked on."""
+        import urllib.parse
+
+        body = self._get(f"/lamina/v1/events/failed/{urllib.parse.quote(request_id, safe='')}/replay", timeout=30.0, method="POST")
+        return str(body.get("FunctionArn", ""))
+
+    def _get(self, path: str, *, timeout: float, method: str = "GET") -> dict[str, Any]:
         import http.client
         import json
         import urllib.error
         import urllib.request
 
-        request = urllib.request.Request(self.endpoint + path, headers={"Accept": "application/json"})
+        request = urllib.request.Request(self.endpoint + path, headers={"Accept": "application/json"}, method=method)
         try:
             with urllib.request.urlopen(request, timeout=timeout) as resp:
                 raw = resp.read()
@@ -376,6 +414,30 @@ class AdminClient:
         if not isinstance(decoded, dict):
             raise CliError(f"Lamina at {self.endpoint} sent an unexpected response")
         return decoded
+
+
+def _failed_event(e: dict[str, Any]) -> FailedEvent:
+    response = e.get("Response") or {}
+    error = ""
+    if response:
+        import json
+
+        try:
+            doc = json.loads(response.get("Payload") or "")
+        except ValueError:
+            doc = None
+        kind = response.get("ErrorType") or ""
+        message = doc.get("errorMessage", "") if isinstance(doc, dict) else ""
+        error = f"{kind}: {message}" if kind and message else kind or message
+    return FailedEvent(
+        request_id=str(e.get("RequestId", "")),
+        function_arn=str(e.get("FunctionArn", "")),
+        condition=str(e.get("Condition", "")),
+        attempts=int(e.get("ApproximateInvokeCount", 0)),
+        failed_at=float(e.get("FailedAt", 0)),
+        payload=str(e.get("RequestPayload", "")),
+        error=error,
+    )
 
 
 def _admin_error(exc: urllib.error.HTTPError) -> CliError:

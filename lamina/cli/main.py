@@ -1,4 +1,4 @@
-"""The `lamina` command tree: up, deploy, invoke, ls, logs, rm.
+"""The `lamina` command tree: up, deploy, invoke, ls, logs, rm, events.
 
 Only `up` touches the server's code (`lamina.server`, imported inside the command). Every other
 command goes over HTTP, through `lamina.cli.client`, exactly as a user's own tools would
@@ -22,7 +22,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from lamina.cli.client import AdminClient, LambdaClient, LogPage
+    from lamina.cli.client import AdminClient, FailedEvent, LambdaClient, LogPage
     from lamina.config import Settings
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:9000"
@@ -369,6 +369,48 @@ def _follow_page(ctx: typer.Context, admin: AdminClient, name: str, cursor: int)
             _stderr().print(Text(f"{name} has no logs yet; waiting…", style="dim"))
             told = True
         time.sleep(NO_LOGS_RETRY_S)
+
+
+# --- events ---------------------------------------------------------------------------------
+
+events_app = typer.Typer(
+    name="events",
+    help="Asynchronous events that failed with no destination or dead-letter target.",
+    no_args_is_help=True,
+)
+app.add_typer(events_app)
+
+
+@events_app.command("failed")
+def events_failed(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Function name.")]) -> None:
+    """List NAME's failed events, oldest first (replay one with `lamina events replay ID`)."""
+    from lamina.cli.client import AdminClient
+    from lamina.cli.render import failed_events_table
+
+    admin = AdminClient(_endpoint(ctx))
+    events: list[FailedEvent] = []
+    marker: str | None = None
+    while True:
+        page = admin.failed_events(name, marker=marker)
+        events += page.events
+        marker = page.next_marker
+        if marker is None:
+            break
+    if not events:
+        _stderr().print(f"{name} has no failed events", style="dim")
+        return
+    _stdout().print(failed_events_table(events))
+
+
+@events_app.command("replay")
+def events_replay(ctx: typer.Context, request_id: Annotated[str, typer.Argument(help="Request id of a failed event.")]) -> None:
+    """Queue a failed event again, as new: its retries and its age start over."""
+    from rich.text import Text
+
+    from lamina.cli.client import AdminClient
+
+    arn = AdminClient(_endpoint(ctx)).replay(request_id)
+    _stdout().print(Text.assemble("replayed ", (request_id, "cyan"), f" on {arn}"))
 
 
 # --- helpers --------------------------------------------------------------------------------

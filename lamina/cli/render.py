@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from rich.table import Table
 from rich.text import Text
 
-from lamina.cli.client import FunctionSummary, LogEvent
+from lamina.cli.client import FailedEvent, FunctionSummary, LogEvent
 
 
 def size(n: int) -> str:
@@ -71,3 +71,23 @@ def payload(raw: bytes) -> str:
     except ValueError:
         return text
     return json.dumps(decoded, indent=2, ensure_ascii=False)
+
+
+def failed_events_table(events: Iterable[FailedEvent]) -> Table:
+    """Failed events: when, why, how often it ran, its last error and the start of its payload."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("REQUEST ID", no_wrap=True)
+    table.add_column("FAILED (UTC)", no_wrap=True)
+    table.add_column("CONDITION", no_wrap=True)
+    table.add_column("ATTEMPTS", justify="right", no_wrap=True)
+    table.add_column("ERROR")
+    table.add_column("PAYLOAD")
+    for e in events:
+        when = datetime.fromtimestamp(e.failed_at, tz=UTC).isoformat(timespec="seconds")
+        table.add_row(Text(e.request_id, style="cyan"), Text(when), Text(e.condition, style="red"), str(e.attempts),
+                      Text(_shorten(e.error, 80)), Text(_shorten(e.payload, 60), style="dim"))  # fmt: skip
+    return table
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from lamina.functions import validate
+from lamina.model.events import EventInvokeConfig
 from lamina.model.errors import (
     InvalidParameterValueException,
     PreconditionFailedException,
@@ -77,6 +78,8 @@ class FunctionRecord:
     reserved: int | None = None
     # Provisioned concurrency by qualifier (a version number or an alias name).
     provisioned: dict[str, ProvisionedConfig] = field(default_factory=dict)
+    # Asynchronous settings by qualifier ("$LATEST", a version or an alias); see event_configs.py.
+    event_configs: dict[str, EventInvokeConfig] = field(default_factory=dict)
 
 
 def now_timestamp() -> str:
@@ -146,6 +149,8 @@ class FunctionService:
             self.total_reserved += stored.reserved or 0
             if pending:
                 self._spawn(self._finish_update(rec.name, latest.revision_id))
+        for c in await self._repo.load_event_configs():
+            self._functions[c.function_name].event_configs[c.qualifier] = c
         for p in await self._repo.load_provisioned():
             rec = self._functions[p.function_name]
             rec.provisioned[p.qualifier] = p
@@ -171,6 +176,10 @@ class FunctionService:
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
 
+    def lock(self, name: str) -> asyncio.Lock:
+        """The lock every change to function `name` holds (for control-plane code beside this one)."""
+        return self._lock(name)
+
     # --- lookups -----------------------------------------------------------------------------
 
     def record(self, name: str, *, qualifier: str | None = None) -> FunctionRecord:
@@ -178,6 +187,10 @@ class FunctionService:
         if rec is None:
             raise ResourceNotFoundException(f"Function not found: {self.arns.function(name, qualifier)}")
         return rec
+
+    def find(self, name: str) -> FunctionRecord | None:
+        """The function's record, None if there is no such function."""
+        return self._functions.get(name)
 
     def get_config(self, ref: FunctionRef) -> FunctionConfig:
         """The configuration a control-plane call addresses: $LATEST, a version, or an alias's version."""
@@ -212,7 +225,7 @@ class FunctionService:
         if c.runtime is None:
             raise InvalidParameterValueException("Runtime is required for a Zip package.")
         validate.tags(req.tags)
-        self._validate_changes(c, runtime_required=True)
+        self._validate_changes(req.name, c, runtime_required=True)
         async with self._lock(req.name):
             if req.name in self._functions:
                 raise ResourceConflictException(f"Function already exist: {req.name}")
@@ -241,7 +254,7 @@ class FunctionService:
         self._spawn(self._finish_update(req.name, config.revision_id))
         return config
 
-    def _validate_changes(self, c: ConfigChanges, *, runtime_required: bool) -> None:
+    def _validate_changes(self, name: str, c: ConfigChanges, *, runtime_required: bool) -> None:
         if c.runtime is not None:
             validate.runtime(c.runtime, self._catalog)
         if runtime_required or c.handler is not None:
@@ -263,6 +276,27 @@ class FunctionService:
         if c.layers:
             # Layers arrive with the runtimes issue; refuse rather than silently ignore them.
             raise InvalidParameterValueException("Layers are not supported by this Lamina version yet.")
+        if c.dead_letter_target:
+            self._check_dead_letter_target(name, c.dead_letter_target)
+
+    def _check_dead_letter_target(self, name: str, arn: str) -> None:
+        """DeadLetterConfig.TargetArn: Lambda takes an SQS queue or SNS topic; Lamina has neither
+        and sends dead letters to another Lamina function instead (the original event as its
+        payload, the SQS message attributes in its client context; see asyncq/destinations.py)."""
+        validate.dead_letter_shape(arn)
+        service = validate.arn_service(arn)
+        if service in ("sqs", "sns"):
+            raise InvalidParameterValueException(
+                f"The dead-letter target {arn} names {validate.FOREIGN_TARGETS[service]}: Lamina sends dead letters "
+                "to Lamina functions only. Use a function ARN."
+            )
+        ref = self.arns.local_function(arn) if service == "lambda" else None
+        if ref is None or ref.name not in self._functions:
+            raise InvalidParameterValueException(
+                f"The provided target ARN {arn} is invalid: it must be the ARN of an existing Lamina function."
+            )
+        if ref.name == name:
+            raise InvalidParameterValueException("You can't specify the function as a dead-letter target for itself.")
 
     def _check_updatable(self, rec: FunctionRecord, revision_id: str | None) -> None:
         if rec.latest.status.state is FunctionState.PENDING or rec.latest.status.last_update_status is LastUpdateStatus.IN_PROGRESS:
@@ -288,7 +322,7 @@ class FunctionService:
         return config
 
     async def update_configuration(self, name: str, changes: ConfigChanges, *, revision_id: str | None = None) -> FunctionConfig:
-        self._validate_changes(changes, runtime_required=False)
+        self._validate_changes(name, changes, runtime_required=False)
         async with self._lock(name):
             rec = self.record(name)
             self._check_updatable(rec, revision_id)
@@ -385,6 +419,7 @@ class FunctionService:
                 )
             await self._repo.delete_version(name, qualifier)
             del rec.versions[qualifier]
+            rec.event_configs.pop(qualifier, None)
             if rec.provisioned.pop(qualifier, None) is not None:
                 await self._repo.delete_provisioned(name, qualifier)
             await self._retirer.retire(name, qualifier)
@@ -460,6 +495,7 @@ class FunctionService:
                     self._retirer.provision(self._provisioned_version(rec, alias), 0)
                 await self._repo.delete_alias(name, alias)
                 del rec.aliases[alias]
+                rec.event_configs.pop(alias, None)
 
     # --- concurrency ---------------------------------------------------------------------------
 

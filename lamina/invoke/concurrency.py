@@ -7,6 +7,7 @@ that cannot be had raises TooManyRequestsException (429) at once: nothing queues
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from lamina.model.errors import TooManyRequestsException
@@ -25,6 +26,16 @@ class ConcurrencyLimiter:
         self._unreserved_in_use = 0
         self._reserved_in_use: dict[str, int] = {}
         self._throttles = 0
+        # Called with the function's name after each lease is given back (the async dispatcher
+        # starts events that wait for concurrency then); must not raise.
+        self.on_release: Callable[[str], None] | None = None
+
+    def available(self, function: str, *, reserved: int | None, unreserved_pool: int | None = None, pending: int = 0) -> bool:
+        """Whether a lease for `function` would be granted now, with `pending` more already promised."""
+        if reserved is not None:
+            return self._reserved_in_use.get(function, 0) + pending < reserved
+        pool = self._limit if unreserved_pool is None else unreserved_pool
+        return self._unreserved_in_use + pending < pool
 
     def lease(self, function: str, *, reserved: int | None, unreserved_pool: int | None = None) -> _Lease:
         """Hold one unit of `function`'s concurrency for a `with` block, or raise 429 on entry.
@@ -54,8 +65,10 @@ class ConcurrencyLimiter:
                 self._reserved_in_use[function] = left
             else:
                 del self._reserved_in_use[function]
-            return
-        self._unreserved_in_use -= 1
+        else:
+            self._unreserved_in_use -= 1
+        if self.on_release is not None:
+            self.on_release(function)
 
     def statistics(self) -> LimiterStatistics:
         in_use = self._unreserved_in_use + sum(self._reserved_in_use.values())

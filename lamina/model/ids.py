@@ -23,6 +23,10 @@ _FUNCTION_REF_PATTERN_TEXT = (
     r"(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}(-gov)?-[a-z]+-\d{1}:)?(\d{12}:)?(function:)?"
     r"([a-zA-Z0-9-_\.]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?"
 )
+_FULL_FUNCTION_ARN = re.compile(
+    r"^arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):function:"
+    r"(?P<name>[a-zA-Z0-9-_]{1,64})(?::(?P<qualifier>\$LATEST|[a-zA-Z0-9-_]{1,128}))?$"
+)
 _PLAIN_NAME = re.compile(r"^[a-zA-Z0-9-_]{1,64}$")
 _QUALIFIER = re.compile(r"^(|[a-zA-Z0-9$_-]+)$")
 ALIAS_NAME = re.compile(r"^(?!^[0-9]+$)([a-zA-Z0-9-_]+)$")
@@ -80,6 +84,14 @@ class Arns:
     def function(self, name: str, qualifier: str | None = None) -> str:
         base = f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}"
         return f"{base}:{qualifier}" if qualifier else base
+
+    def local_function(self, arn: str) -> FunctionRef | None:
+        """The function a full function ARN names, if it is one of this region and account
+        (optionally qualified); None for anything else."""
+        m = _FULL_FUNCTION_ARN.match(arn)
+        if m is None or m.group("region") != self.region or m.group("account") != self.account_id:
+            return None
+        return FunctionRef(name=FunctionName(m.group("name")), qualifier=m.group("qualifier"))
 
     def parse_function_arn(self, arn: str) -> FunctionRef | None:
         """A function ARN (as a tag resource) → FunctionRef; None if it is not one."""

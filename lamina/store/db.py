@@ -48,6 +48,49 @@ _SCHEMA = [
         PRIMARY KEY(name, qualifier)
     );
     """,
+    # version 4: asynchronous invocation (spec 7): the durable event queue, events that failed
+    # with nowhere to go, and event invoke configs per function, version or alias.
+    """
+    CREATE TABLE events(
+        id TEXT PRIMARY KEY,
+        function TEXT NOT NULL,
+        qualifier TEXT,
+        payload BLOB NOT NULL,
+        enqueued REAL NOT NULL,
+        due REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        throttles INTEGER NOT NULL DEFAULT 0,
+        lease INTEGER,
+        trace_id TEXT,
+        client_context TEXT,
+        response TEXT,
+        response_payload BLOB
+    );
+    CREATE INDEX events_function ON events(function, due);
+    CREATE TABLE failed_events(
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        function TEXT NOT NULL,
+        qualifier TEXT,
+        payload BLOB NOT NULL,
+        enqueued REAL NOT NULL,
+        failed REAL NOT NULL,
+        attempts INTEGER NOT NULL,
+        throttles INTEGER NOT NULL DEFAULT 0,
+        condition TEXT NOT NULL,
+        trace_id TEXT,
+        client_context TEXT,
+        response TEXT,
+        response_payload BLOB
+    );
+    CREATE INDEX failed_events_function ON failed_events(function, seq);
+    CREATE TABLE event_configs(
+        name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        qualifier TEXT NOT NULL,
+        config TEXT NOT NULL,
+        PRIMARY KEY(name, qualifier)
+    );
+    """,
 ]
 
 
@@ -96,6 +139,12 @@ class Database:
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._transact, fn)
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queue fn(conn) (in a transaction) on the database thread now; await the result later.
+
+        Jobs run in the order submitted, so a caller can keep the thread busy back to back."""
+        return asyncio.get_running_loop().run_in_executor(self._executor, self._transact, fn)
 
     async def close(self) -> None:
         def _close() -> None:

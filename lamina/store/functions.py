@@ -11,6 +11,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from lamina.model.events import DestinationConfig, EventInvokeConfig
 from lamina.model.function import (
     Alias,
     ProvisionedConfig,
@@ -179,7 +180,13 @@ class FunctionRepo:
         await self._db.run(lambda conn: conn.execute("DELETE FROM functions WHERE name=?", (name,)))
 
     async def delete_version(self, name: str, version: str) -> None:
-        await self._db.run(lambda conn: conn.execute("DELETE FROM versions WHERE name=? AND version=?", (name, version)))
+        """Delete a version and its event invoke config (they go together, as in Lambda)."""
+
+        def q(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM versions WHERE name=? AND version=?", (name, version))
+            conn.execute("DELETE FROM event_configs WHERE name=? AND qualifier=?", (name, version))
+
+        await self._db.run(q)
 
     async def put_alias(self, alias: Alias) -> None:
         await self._db.run(
@@ -190,7 +197,13 @@ class FunctionRepo:
         )
 
     async def delete_alias(self, name: str, alias: str) -> None:
-        await self._db.run(lambda conn: conn.execute("DELETE FROM aliases WHERE name=? AND alias=?", (name, alias)))
+        """Delete an alias and its event invoke config."""
+
+        def q(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM aliases WHERE name=? AND alias=?", (name, alias))
+            conn.execute("DELETE FROM event_configs WHERE name=? AND qualifier=?", (name, alias))
+
+        await self._db.run(q)
 
     async def set_tags(self, name: str, tags: dict[str, str]) -> None:
         await self._db.run(lambda conn: conn.execute("UPDATE functions SET tags=? WHERE name=?", (json.dumps(tags), name)))
@@ -215,3 +228,42 @@ class FunctionRepo:
 
     async def delete_provisioned(self, name: str, qualifier: str) -> None:
         await self._db.run(lambda conn: conn.execute("DELETE FROM provisioned WHERE name=? AND qualifier=?", (name, qualifier)))
+
+    async def load_event_configs(self) -> list[EventInvokeConfig]:
+        def q(conn: sqlite3.Connection) -> list[EventInvokeConfig]:
+            rows = conn.execute("SELECT name, qualifier, config FROM event_configs ORDER BY name, qualifier")
+            return [_event_config_from(n, q_, json.loads(doc)) for n, q_, doc in rows]
+
+        return await self._db.run(q)
+
+    async def put_event_config(self, c: EventInvokeConfig) -> None:
+        await self._db.run(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO event_configs(name, qualifier, config) VALUES (?,?,?)",
+                (c.function_name, c.qualifier, json.dumps(_event_config_doc(c))),
+            )
+        )
+
+    async def delete_event_config(self, name: str, qualifier: str) -> None:
+        await self._db.run(lambda conn: conn.execute("DELETE FROM event_configs WHERE name=? AND qualifier=?", (name, qualifier)))
+
+
+def _event_config_doc(c: EventInvokeConfig) -> dict[str, Any]:
+    return {
+        "maximum_retry_attempts": c.maximum_retry_attempts,
+        "maximum_event_age_s": c.maximum_event_age_s,
+        "on_success": c.destinations.on_success,
+        "on_failure": c.destinations.on_failure,
+        "last_modified": c.last_modified,
+    }
+
+
+def _event_config_from(name: str, qualifier: str, d: dict[str, Any]) -> EventInvokeConfig:
+    return EventInvokeConfig(
+        function_name=name,
+        qualifier=qualifier,
+        maximum_retry_attempts=d["maximum_retry_attempts"],
+        maximum_event_age_s=d["maximum_event_age_s"],
+        destinations=DestinationConfig(on_success=d["on_success"], on_failure=d["on_failure"]),
+        last_modified=d["last_modified"],
+    )

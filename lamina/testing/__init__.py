@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,3 +245,59 @@ def processes_with_env(key: str, value: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def send_events(
+    endpoint: str,
+    function: str,
+    *,
+    count: int,
+    threads: int = 8,
+    payload: Callable[[int], bytes] = lambda i: b'{"i": %d}' % i,
+    accepted: list[str] | None = None,
+    until: float | None = None,
+) -> list[str]:
+    """Send up to `count` Event invokes of `function` from `threads` keep-alive connections (until
+    time.monotonic() passes `until`, if given); return the request ids of those answered 202 (in
+    `accepted` too, as they come, if given).
+
+    A connection that fails (the server died, say) ends its thread quietly: only what was
+    acknowledged counts as accepted. Raw HTTP, not boto3, so the client is not the bottleneck.
+    """
+    import http.client
+    import itertools
+    import time
+    from urllib.parse import urlsplit
+
+    out = accepted if accepted is not None else []
+    numbers = itertools.count()
+    lock = threading.Lock()
+    url = urlsplit(endpoint)
+    path = f"/2015-03-31/functions/{function}/invocations"
+    headers = {"X-Amz-Invocation-Type": "Event"}
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80, timeout=30)
+        try:
+            while True:
+                with lock:
+                    i = next(numbers)
+                if i >= count or (until is not None and time.monotonic() >= until):
+                    return
+                conn.request("POST", path, body=payload(i), headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status == 202:
+                    with lock:
+                        out.append(resp.headers["x-amzn-RequestId"])
+        except (OSError, http.client.HTTPException):
+            return
+        finally:
+            conn.close()
+
+    pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return out

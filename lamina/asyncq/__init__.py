@@ -1,0 +1,1 @@
+"""Asynchronous invocation: the dispatcher over the durable queue, destinations, dead letters."""
