@@ -33,6 +33,8 @@ class Plan:
     density_functions: int  # 0: the density figure is skipped
     density_warm: int
     warmup: int
+    async_seconds: int  # #5: each Event-invoke load window (wrk takes whole seconds)
+    async_kill_events: int  # #5: events of the SIGKILL scenario
     max_seconds: float
 
 
@@ -61,6 +63,8 @@ FULL = Plan(
     density_functions=1000,
     density_warm=300,
     warmup=100,
+    async_seconds=5,
+    async_kill_events=2000,
     max_seconds=60.0,
 )
 QUICK = Plan(
@@ -88,5 +92,7 @@ QUICK = Plan(
     density_functions=0,
     density_warm=0,
     warmup=20,
+    async_seconds=1,
+    async_kill_events=200,
     max_seconds=10.0,
 )

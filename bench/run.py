@@ -49,7 +49,11 @@ One run measures, on this machine and in this order:
      G9: the PSS of the idle environments it leaves (scale_bench.py);
    - density (full run, the targets' mode only): 1,000 more functions and 300 more idle
      environments, then the warm invoke p50 again.
-3. Tables: the scorecard (every target: figure / value / baseline / ratio / target / pass), the
+3. Asynchronous invocation (#5; `--no-async` skips it; async_bench.py, which also runs alone):
+   Event invokes accepted per second from wrk (the queue alone, then with a no-op function
+   running them), the backlog's drain rate, and the SIGKILL scenario: events sent, the server
+   killed halfway and restarted on its data directory, every accepted event checked to have run.
+4. Tables: the scorecard (every target: figure / value / baseline / ratio / target / pass), the
    peer side by side with Lamina, then the detail tables: figure / value / baseline / ratio /
    target per mode, "sandbox / process" ratios and the isolation cost on the cold path (G5); the
    cold-start breakdown; the sandbox CPU cap's throttling; the CPU each process spent per
@@ -80,6 +84,7 @@ from urllib.parse import urlsplit
 
 from rich.console import Console
 
+import async_bench
 import baselines
 import custom_runtime
 import fork_limits
@@ -116,6 +121,8 @@ SANDBOX_BASELINE_STEPS = 5  # L_bwrap, L_py and the runtime client under bwrap, 
 # deploy, API floor, 3 warm latencies, 2 throughputs, cold starts, breakdown, custom cold starts,
 # wrk, 1 KB/1 MB events, burst, idle PSS
 MODE_STEPS = 14
+ASYNC_STEPS = 3  # #5's scenarios: the queue alone, with a function running, SIGKILL mid-load
+ASYNC_CONNECTIONS = 64
 EPHEMERAL_MB = 512  # Lambda's default EphemeralStorage, the /tmp image each sandbox makes
 ONE_VCPU_MB = MB_PER_VCPU  # the MemorySize that buys one full vCPU (the sandbox's CPU cap follows it)
 # The memory budget counts MemorySize, not use: the density step's 300 idle 128 MB environments
@@ -582,10 +589,35 @@ def add_isolation_cost(modes: dict[str, report.ModeResult]) -> None:
     )  # fmt: skip
 
 
-def step_count(plan: Plan, modes: Sequence[str], interpreters: int) -> int:
+def step_count(plan: Plan, modes: Sequence[str], interpreters: int, with_async: bool) -> int:
     extra = SANDBOX_BASELINE_STEPS if "sandbox" in modes else 0
     density = 1 if plan.density_functions else 0
-    return BASELINE_STEPS + 2 * interpreters + extra + MODE_STEPS * len(modes) + density
+    return BASELINE_STEPS + 2 * interpreters + extra + MODE_STEPS * len(modes) + density + ASYNC_STEPS * with_async
+
+
+def measure_async(plan: Plan, steps: Steps, isolation: str) -> dict[str, Any]:
+    """Issue #5's figures (bench/async_bench.py), each scenario on a server of its own."""
+    results: dict[str, Any] = {"isolation": isolation}
+    seconds = plan.async_seconds
+    accept = steps.attempt(
+        "async: Event invokes accepted, queue alone",
+        lambda: async_bench.scenario_accept(isolation, seconds, ASYNC_CONNECTIONS),
+        lambda r: f"{r['accepted_per_s']:,.0f}/s ({r['client']}), {r['writes_per_commit']:.0f} events per commit",
+    )
+    both = steps.attempt(
+        "async: Event invokes accepted while a no-op runs them, then the backlog drained",
+        lambda: async_bench.scenario_accept_and_run(isolation, seconds, ASYNC_CONNECTIONS),
+        lambda r: f"{r['accepted_per_s']:,.0f}/s accepted, {r['drain']['ran_per_s']:,.0f}/s run",
+    )
+    kill = steps.attempt(
+        f"async: {plan.async_kill_events:,} events, SIGKILL halfway, restart (process mode)",
+        lambda: async_bench.scenario_kill(plan.async_kill_events),
+        lambda r: f"{r['never_ran']} lost, {r['recorded_done_twice']} recorded done twice",
+    )
+    for key, value in (("accept", accept), ("accept_and_run", both), ("kill", kill)):
+        if value is not None:
+            results[key] = value
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -597,8 +629,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     load_before = os.getloadavg()
     interpreters = len(l_py_figures(expected_interpreters(args.modes)))
-    steps = Steps(console, total=step_count(plan, args.modes, interpreters))
+    steps = Steps(console, total=step_count(plan, args.modes, interpreters, args.with_async))
     figures, modes, skipped = measure_all(plan, steps, args.modes, args.memory_size)
+    async_results = measure_async(plan, steps, args.modes[0]) if args.with_async else None
     meta = _meta(plan, args, started, load_before, modes)
     out = Console()
     if not out.is_terminal:
@@ -610,11 +643,13 @@ def main(argv: list[str] | None = None) -> int:
     comparison = scorecard.comparison(figures, modes)
     scorecard.render_comparison(comparison, out)
     outcomes = scorecard.evaluate(figures, modes, skipped)
+    if async_results is not None:
+        async_bench.render(async_results, out)
     scorecard.render(outcomes, out)  # last: the summary is what a terminal shows at the end
     if args.json is not None:
         document = report.to_json(
             figures, modes, meta, goals=[o.to_json() for o in outcomes], comparison=comparison, skipped=skipped,
-            failures=steps.failures,
+            failures=steps.failures, asynchronous=async_results,
         )  # fmt: skip
         report.write_json(args.json, document)
         console.log(f"wrote {args.json}")
@@ -696,6 +731,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=platform_bench.DEFAULT_MEMORY_MB,
         metavar="MB",
         help="the functions' MemorySize (default 128; in sandbox mode it sets the CPU cap: MB / 1,769 of a CPU)",
+    )
+    parser.add_argument(
+        "--no-async",
+        dest="with_async",
+        action="store_false",
+        help="skip the asynchronous-invocation scenarios (accepted Event invokes/s, SIGKILL durability)",
     )
     args = parser.parse_args(argv)
     if not 128 <= args.memory_size <= 10240:

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -327,9 +328,24 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _raise_open_file_limit() -> None:
+    """Every connection and environment holds descriptors (an environment 2-4: its listener,
+    cgroup and /proc files), and the usual soft limit of 1,024 is reached at a few hundred
+    environments; the hard limit is what the administrator allows, so take all of it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            logging.getLogger("lamina").warning("could not raise the open-file limit from %d: %s", soft, exc)
+
+
 def serve(settings: Settings) -> None:
     """Run in the foreground until SIGINT or SIGTERM."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    _raise_open_file_limit()
     try:
         import uvloop
 

@@ -113,6 +113,7 @@ class Dispatcher:
         self._stopping = False
         self._accepted = 0
         self._turn = 0  # where the next claim starts among functions with events
+        invoker.metrics.watch_queue(queue.queued)
 
     # --- accept ------------------------------------------------------------------------------
 
@@ -134,6 +135,7 @@ class Dispatcher:
         )
         await self._queue.enqueue(event, due=now)
         self._accepted += 1
+        self._invoker.metrics.record_event_received(event.function_name)
         if self._room_for(event.function_name) > 0:
             self._wake.set()
         return event.id

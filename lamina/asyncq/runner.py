@@ -129,6 +129,7 @@ class EventRunner:
             client_context=event.client_context,
             trace_id=event.trace_id,
         )
+        self._invoker.metrics.record_event_attempt(self._clock() - event.enqueued_at)
         started = time.perf_counter()
         try:
             result = await self._invoker.invoke(req, event.id)
@@ -191,6 +192,7 @@ class EventRunner:
         failed = None
         if condition is not EventCondition.SUCCESS:
             self.counts.ended_unsuccessfully += 1
+            self._invoker.metrics.record_event_dropped(event.function_name, condition.value)
             if not deliveries:
                 failed = FailedEvent(event=event, condition=condition, failed_at=now)
                 log.info("event %s of %s failed (%s); kept in the failed-events store", event.id, event.function_name, condition.value)

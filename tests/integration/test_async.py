@@ -24,6 +24,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 import lamina
+from prometheus_client.parser import text_string_to_metric_families
+
 from lamina.testing import RunningServer, data_directory, deploy, read_logs, running_server
 
 SCALE = 60
@@ -80,6 +82,13 @@ def concurrent_executions(server: RunningServer) -> float:
     with urllib.request.urlopen(server.endpoint + "/lamina/v1/metrics") as r:
         lines = r.read().decode().splitlines()
     return next(float(line.split()[1]) for line in lines if line.startswith("lamina_concurrent_executions "))
+
+
+def metric(server: RunningServer, name: str, **labels: str) -> float:
+    """One sample of GET /lamina/v1/metrics (0 if absent)."""
+    with urllib.request.urlopen(server.endpoint + "/lamina/v1/metrics") as r:
+        families = text_string_to_metric_families(r.read().decode())
+        return next((s.value for f in families for s in f.samples if s.name == name and s.labels == labels), 0.0)
 
 
 def attempts(server: RunningServer, function: str) -> list[tuple[str, int, float]]:
@@ -141,6 +150,8 @@ def test_retries_exhausted_go_to_on_failure(scaled: RunningServer, client: Any, 
     assert event["responseContext"] == {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"}
     assert event["responsePayload"]["errorType"] == "RuntimeError"
     assert event["responsePayload"]["errorMessage"] == "attempt 2 failed"
+    dropped = metric(scaled, "lamina_async_events_dropped_total", function=fname, condition="RetriesExhausted")
+    assert dropped == 1
 
 
 def test_event_age_exceeded(scaled: RunningServer, client: Any, fname: str) -> None:
@@ -218,6 +229,20 @@ def test_throttled_events_wait_and_run(scaled: RunningServer, client: Any, fname
     # each ran once: waiting for concurrency is not an attempt
     assert all(r["event"]["requestContext"]["approximateInvokeCount"] == 1 for r in got)
     assert time.monotonic() - started >= 4 * 0.4  # one at a time
+
+
+def test_queue_metrics(scaled: RunningServer, client: Any, fname: str) -> None:
+    rec = setup(client, fname, fails=0, DestinationConfig=on("OnSuccess", fname + "-rec"))
+    client.put_function_concurrency(FunctionName=fname, ReservedConcurrentExecutions=1)
+    for i in range(3):
+        client.invoke(FunctionName=fname, InvocationType="Event", Payload=json.dumps({"sleep": 0.5, "i": i}))
+    assert metric(scaled, "lamina_async_events_received_total", function=fname) == 3
+    # one at a time, half a second each: the other two are still in the queue
+    assert metric(scaled, "lamina_async_events_queued", function=fname) >= 2
+    records(scaled, rec, 3)
+    assert metric(scaled, "lamina_async_events_queued", function=fname) == 0
+    assert metric(scaled, "lamina_async_event_age_seconds_count") >= 3
+    assert metric(scaled, "lamina_async_events_dropped_total", function=fname, condition="RetriesExhausted") == 0
 
 
 def test_failed_events_list_and_replay(scaled: RunningServer, client: Any, fname: str, tmp_path: Path) -> None:

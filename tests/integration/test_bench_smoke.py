@@ -189,6 +189,22 @@ def test_every_target_is_judged_or_says_why_not(quick_run: QuickRun) -> None:
 
 
 @pytest.mark.timeout(TIMEOUT_S + 30)
+def test_the_async_scenarios_ran(quick_run: QuickRun) -> None:
+    section = quick_run.data["asynchronous"]
+    assert section["isolation"] == MODES[0]
+    for scenario in ("accept", "accept_and_run"):
+        figures = section[scenario]
+        assert figures["accepted"] > 0 and figures["accepted_per_s"] > 0, figures
+        assert figures["commits"] > 0 and figures["writes_per_commit"] >= 1, figures
+    assert section["accept_and_run"]["drain"]["left"] == 0
+    kill = section["kill"]
+    # Durability is a guarantee, not a target: every accepted event ran, each recorded done once.
+    assert kill["accepted"] == kill["events"] and kill["accepted_before_kill"] > 0, kill
+    assert kill["never_ran"] == 0 and kill["recorded_done_twice"] == 0 and kill["ok"], kill
+    assert "Asynchronous invocation targets" in quick_run.result.stdout
+
+
+@pytest.mark.timeout(TIMEOUT_S + 30)
 def test_the_tables_are_printed(quick_run: QuickRun) -> None:
     out = quick_run.result.stdout
     for title in ("Lamina benchmark: targets", "figure", "baseline", "ratio", "target", "pass", "sandbox / process",
