@@ -17,6 +17,7 @@ from typing import cast
 import httptools
 
 from lamina.runtimeapi import wire
+from lamina.runtimeapi.extensions import ExtensionError
 from lamina.runtimeapi.session import NextEvent, PostStatus, RuntimeGone, RuntimeSession
 
 _REASONS = {200: b"OK", 202: b"Accepted", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found",
@@ -57,6 +58,7 @@ class _Connection(asyncio.Protocol):
         self._queue: deque[_Request] = deque()
         self._waiting: _Request | None = None  # a /next parked in the session
         self._held = False  # a 202 for a reply is due: later requests wait for it (see _accept_soon)
+        self._ext_waiting: _Request | None = None  # an extension's /event/next, parked in the hub
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -69,6 +71,10 @@ class _Connection(asyncio.Protocol):
             # The runtime hung up while parked: it must not be handed an event it cannot read.
             self._waiting = None
             self._session.unpark(self)
+        hub = self._session.extensions
+        if hub is not None and self._ext_waiting is not None:
+            self._ext_waiting = None
+            hub.unpark(self)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -106,17 +112,20 @@ class _Connection(asyncio.Protocol):
                 keep_alive=self._parser.should_keep_alive(),
             )
         )
-        if self._waiting is None and not self._held:
+        if self._waiting is None and self._ext_waiting is None and not self._held:
             self._process()
 
     # routing
     def _process(self) -> None:
-        while self._queue and self._waiting is None and not self._held and self._transport is not None:
+        while self._queue and self._waiting is None and self._ext_waiting is None and not self._held and self._transport is not None:
             self._handle(self._queue.popleft())
 
     def _handle(self, req: _Request) -> None:
         s = self._session
         path = req.path
+        if path.startswith(wire.EXT_PREFIX):
+            self._handle_extension(req)
+            return
         if path == wire.NEXT and req.method == b"GET":
             try:
                 event = s.next(self)
@@ -151,6 +160,51 @@ class _Connection(asyncio.Protocol):
                 self._answer_reply(s.post_error(request_id, req.body, content_type, err), req.keep_alive)
                 return
         self._write(404, _error_body("NotFound", "unknown path"), req.keep_alive)
+
+    def _handle_extension(self, req: _Request) -> None:
+        """The Extensions API (spec 4.7): errors are 403s with Lambda's Extension.* types."""
+        hub = self._session.extensions
+        path = req.path
+        if hub is None:
+            self._write(404, _error_body("NotFound", "unknown path"), req.keep_alive)
+            return
+        ident = req.headers.get(wire.H_EXT_IDENTIFIER_LC, b"").decode("latin-1") or None
+        try:
+            if path == wire.EXT_REGISTER and req.method == b"POST":
+                name = req.headers.get(wire.H_EXT_NAME_LC, b"").decode("latin-1") or None
+                feature = req.headers.get(wire.H_EXT_ACCEPT_FEATURE_LC, b"").decode("latin-1") or None
+                new_id, body = hub.register(name, req.body, feature)
+                self._write(200, body, req.keep_alive, extra=wire.H_EXT_IDENTIFIER.encode() + b": " + new_id.encode() + b"\r\n")
+            elif path == wire.EXT_NEXT and req.method == b"GET":
+                event = hub.next(ident, self)
+                if event is None:
+                    self._ext_waiting = req
+                else:
+                    self._write_extension_event(*event, keep_alive=req.keep_alive)
+            elif path in (wire.EXT_INIT_ERROR, wire.EXT_EXIT_ERROR) and req.method == b"POST":
+                err = req.headers.get(wire.H_EXT_ERROR_TYPE_LC, b"").decode("latin-1") or None
+                hub.post_error(ident, err, exiting=path == wire.EXT_EXIT_ERROR)
+                self._write(202, _OK_BODY, req.keep_alive)
+            else:
+                self._write(404, _error_body("NotFound", "unknown path"), req.keep_alive)
+        except ExtensionError as exc:
+            self._write(exc.status, exc.body(), req.keep_alive)
+
+    # the hub's EventWaiter
+    def extension_event(self, event_id: str, body: bytes) -> None:
+        req, self._ext_waiting = self._ext_waiting, None
+        if req is None:
+            return
+        self._write_extension_event(event_id, body, keep_alive=req.keep_alive)
+        self._process()
+
+    def extension_gone(self) -> None:
+        if self._ext_waiting is not None:
+            self._ext_waiting = None
+            self._write(500, _error_body("ServiceException", "environment is shutting down"), keep_alive=False)
+
+    def _write_extension_event(self, event_id: str, body: bytes, *, keep_alive: bool) -> None:
+        self._write(200, body, keep_alive, extra=wire.H_EXT_EVENT_IDENTIFIER.encode() + b": " + event_id.encode() + b"\r\n")
 
     # the session's Waiter
     def event_ready(self, event: NextEvent) -> None:
@@ -215,10 +269,10 @@ class _Connection(asyncio.Protocol):
         head.append(b"\r\n")
         self._send(b"".join(head), ev.payload, keep_alive)
 
-    def _write(self, status: int, body: bytes, keep_alive: bool) -> None:
+    def _write(self, status: int, body: bytes, keep_alive: bool, extra: bytes = b"") -> None:
         head = (
-            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n"
-            % (status, _REASONS.get(status, b"Error"), len(body), b"" if keep_alive else b"Connection: close\r\n")
+            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s%s\r\n"
+            % (status, _REASONS.get(status, b"Error"), len(body), extra, b"" if keep_alive else b"Connection: close\r\n")
         )
         self._send(head, body, keep_alive)
 

@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass
 from typing import Protocol
 
+from lamina.runtimeapi.extensions import ExtensionsHub
 from lamina.runtimeapi.wire import ERROR_CAUSE_CONTENT_TYPE, MAX_RESPONSE_BYTES, normalise_error_type
 
 
@@ -95,8 +96,10 @@ class InvocationExpired(Exception):
 
 
 class RuntimeSession:
-    def __init__(self) -> None:
+    def __init__(self, extensions: ExtensionsHub | None = None) -> None:
         loop = asyncio.get_running_loop()
+        # The Extensions API of this environment, served by the same listener (None: not offered).
+        self.extensions = extensions
         self._loop = loop
         self.state = SessionState.INITIALIZING
         self._ready: asyncio.Future[InitError | None] = loop.create_future()
@@ -148,6 +151,8 @@ class RuntimeSession:
         parked, self._parked = self._parked, None
         if parked is not None:
             parked.session_gone()
+        if self.extensions is not None:
+            self.extensions.close()
 
     def statistics(self) -> SessionStatistics:
         return SessionStatistics(
@@ -161,6 +166,8 @@ class RuntimeSession:
         hands it one (or `close` tells it the session is gone). Raises RuntimeGone if closed."""
         if self.state is SessionState.INITIALIZING:
             self.state = SessionState.READY
+            if self.extensions is not None:
+                self.extensions.close_registration()  # the runtime's init is over (spec 4.7)
             self._ready.set_result(None)
         if self.state is SessionState.BUSY and self._current is not None:
             # A repeated /next while an invoke is outstanding re-renders it (RIE, spec 4.3).
