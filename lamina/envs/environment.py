@@ -505,14 +505,33 @@ class ExecutionEnvironment:
         )
         t_start = time.perf_counter()
         self._thaw()
-        reply_future = self._session.deliver(event)
+        session = self._session
+        reply_future = session.deliver(event)
         self._deadline_at = due = self._loop.time() + max(0.0, deadline - t_start)
         self._watch(due)
         try:
             # The session's future: it resolves with the reply, fails with RuntimeGone, or with
             # InvocationExpired when the watchdog finds the deadline passed. Awaited directly (no
             # shield, no timeout scope), the reply wakes this task with one callback, not three.
-            reply: RuntimeReply = await reply_future
+            try:
+                reply: RuntimeReply = await reply_future
+            except RuntimeGone:
+                if session.taken or self.state is EnvState.DEAD:
+                    raise
+                # It exited before taking the event (Lambda's Node.js runtime exits right after
+                # reporting an uncaught error): Lambda would have re-initialised it before handing
+                # the event over, so do that now, within the invocation's time (spec 5.1 "Reset").
+                self._drain_output()
+                self._start_kind = "cold"
+                t0 = time.perf_counter()
+                failure = await self._launch(max(0.001, deadline - t0), c.timeout)
+                init_ms = (time.perf_counter() - t0) * 1000
+                if failure is not None:
+                    self._log(logfmt.init_report_line(init_ms, "invoke", failure.status, failure.error_type))
+                    return self._finish(inv, t_start, None, InvokeOutcome.INIT_ERROR, failure.body(rid), failure.error_type, status="error")
+                assert self._session is not None
+                self._watch(due)
+                reply = await self._session.deliver(event)
         except asyncio.CancelledError:
             # Abandoned mid-invocation (e.g. shutdown): the runtime's state is unknown, so reset it.
             self._sandbox.kill()
