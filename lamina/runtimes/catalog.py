@@ -35,6 +35,8 @@ NODEJS_BOOTSTRAP = BOOTSTRAP_DIR / "nodejs" / "index.mjs"
 # The AWS SDK for JavaScript v3 clients the Node.js runtimes carry (scripts/setup.sh installs
 # them from sdk/nodejs/package-lock.json); sandboxes see them at /var/runtime/node_modules.
 NODEJS_SDK = Path(__file__).parent / "sdk" / "nodejs" / "node_modules"
+# Pins every SDK package: the SDK versions are part of a Node.js runtime's version (issue #6).
+NODEJS_SDK_LOCK = NODEJS_SDK.parent / "package-lock.json"
 
 
 def nodejs_argv(node: str, script: str, memory_mb: int) -> list[str]:

@@ -360,7 +360,12 @@ exports.handler = async () => {
   const client = new LambdaClient({ region: process.env.AWS_REGION });
   DynamoDBDocumentClient.from(new DynamoDBClient({ region: 'us-east-1' }));
   new S3Client({ region: 'us-east-1' });
+  // A whole request through the SDK's stack (signing, retries, HTTP): nothing listens on port 9.
+  const closed = new LambdaClient({ region: 'us-east-1', endpoint: 'http://127.0.0.1:9', maxAttempts: 1,
+                                    credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+  const sent = await closed.send(new GetFunctionCommand({ FunctionName: 'x' })).then(() => 'answered', (e) => e.code ?? e.name);
   return {
+    sent,
     resolved: require.resolve('@aws-sdk/client-lambda'),
     version: require('@aws-sdk/client-lambda/package.json').version,
     region: await client.config.region(),
@@ -378,6 +383,7 @@ def test_runtime_carries_the_aws_sdk(lambda_client: Any, fname: str) -> None:
     pinned = json.loads((Path(__file__).parents[2] / "lamina/runtimes/sdk/nodejs/package.json").read_text())
     assert body["version"] == pinned["dependencies"]["@aws-sdk/client-lambda"]
     assert body["region"] == "us-east-1" and body["command"] == "function"
+    assert body["sent"] == "ECONNREFUSED"
     if isolation_for_tests() == "sandbox":
         assert body["resolved"].startswith("/var/runtime/node_modules/@aws-sdk/client-lambda/")
 
@@ -422,3 +428,30 @@ def test_powertools_logger_vendored_in_the_zip(lambda_client: Any, fname: str) -
     assert record["order"] == 42
     assert record["function_request_id"] == request_id(resp)
     assert record["function_name"] == fname
+
+
+# --- response streaming handlers ------------------------------------------------------------------
+
+STREAMING = """
+exports.handler = awslambda.streamifyResponse(async (event, responseStream, context) => {
+  if (event.url) {
+    responseStream = awslambda.HttpResponseStream.from(responseStream, { statusCode: 201, headers: { 'x-a': 'b' } });
+  } else {
+    responseStream.setContentType('text/plain');
+  }
+  responseStream.write('hello ');
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  responseStream.end('world ' + context.awsRequestId);
+});
+"""
+
+
+def test_streaming_handler_answers_invoke_with_the_whole_stream(lambda_client: Any, fname: str) -> None:
+    deploy_node(lambda_client, fname, {"index.js": STREAMING})
+    resp = lambda_client.invoke(FunctionName=fname, Payload=b"{}")
+    assert "FunctionError" not in resp
+    assert resp["Payload"].read() == f"hello world {request_id(resp)}".encode()
+    resp = lambda_client.invoke(FunctionName=fname, Payload=b'{"url": true}')
+    prelude, _, body = resp["Payload"].read().partition(b"\0" * 8)
+    assert json.loads(prelude) == {"statusCode": 201, "headers": {"x-a": "b"}}
+    assert body == f"hello world {request_id(resp)}".encode()

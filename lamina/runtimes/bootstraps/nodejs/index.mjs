@@ -8,6 +8,7 @@ import { UnhandledPromiseRejection, toRuntimeResponse } from './errors.mjs';
 import { Invocation, fatal, loopEmpty } from './invocation.mjs';
 import { patchConsole, setRequestId } from './logging.mjs';
 import { RuntimeApi } from './runtime-api.mjs';
+import { installGlobal, isStreaming } from './streaming.mjs';
 
 const env = process.env;
 const logError = patchConsole(env);
@@ -32,6 +33,7 @@ process.on('unhandledRejection', (reason, promise) => {
 });
 process.on('beforeExit', () => loopEmpty.fire());
 
+installGlobal(env); // before the function's code loads: it may call awslambda.streamifyResponse
 let handler;
 try {
   handler = await loadHandler(env.LAMBDA_TASK_ROOT ?? process.cwd(), env._HANDLER ?? process.argv[2] ?? '');
@@ -42,6 +44,7 @@ try {
 
 if (handler !== undefined) {
   const isAsync = handler.constructor?.name === 'AsyncFunction';
+  const streaming = isStreaming(handler);
 
   const invokeOnce = async () => {
     const { body, headers } = await api.next();
@@ -57,7 +60,8 @@ if (handler !== undefined) {
       current.callback(err);
       return;
     }
-    current.run(handler, event);
+    if (streaming) current.runStreaming(handler, event);
+    else current.run(handler, event);
   };
 
   // Each invocation starts on a fresh turn of the event loop, after the previous one's post.

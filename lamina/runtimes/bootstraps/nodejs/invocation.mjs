@@ -2,7 +2,9 @@
 // promise, the callback, context.done/succeed/fail, or the event loop running empty), of which
 // only the first counts. As on Lambda, a callback's result is posted once the event loop is
 // empty unless context.callbackWaitsForEmptyEventLoop is false; errors and promises post at once.
+import { once as eventOnce } from 'node:events';
 import { NODEJS_EXIT_MESSAGE, NodeJsExit, toRuntimeResponse } from './errors.mjs';
+import { ResponseStream } from './streaming.mjs';
 
 /** The single 'beforeExit' hook ("the event loop is empty"): the latest setter wins. */
 export const loopEmpty = {
@@ -91,6 +93,25 @@ export class Invocation {
     } catch (err) {
       this.callback(err);
     }
+  }
+
+  /** Run a streaming handler (awslambda.streamifyResponse): it gets a stream, not a callback. */
+  async runStreaming(handler, event) {
+    loopEmpty.set(() => {}); // the handler's promise decides, however long the loop stays empty
+    const stream = new ResponseStream();
+    try {
+      const result = handler(event, stream, this.context);
+      if (!(result && typeof result.then === 'function')) throw 'Streaming does not support non-async handlers.';
+      if ((await result) !== undefined) console.warn('Streaming handlers ignore return values.');
+      if (!stream.writableEnded) throw 'Response stream is not finished.';
+      if (!stream.writableFinished) await eventOnce(stream, 'finish');
+    } catch (err) {
+      this.logError('Invoke Error', err);
+      this._postError(err);
+      return;
+    }
+    this.reported = true;
+    this.api.postStreamed(this.requestId, stream.body(), stream.contentType).then(this._afterPost('response'), fatal);
   }
 
   _callback(err, result) {

@@ -26,6 +26,14 @@ export class RuntimeApi {
     return this._post(`${PREFIX}/invocation/${requestId}/response`, json, {});
   }
 
+  /** What a streaming handler wrote, whole (see streaming.mjs). */
+  postStreamed(requestId, body, contentType) {
+    return this._request('POST', `${PREFIX}/invocation/${requestId}/response`, body, {
+      'Content-Type': contentType,
+      'Lambda-Runtime-Function-Response-Mode': 'streaming',
+    });
+  }
+
   /** `response` is {errorType, errorMessage, trace}. */
   postError(requestId, response) {
     return this._post(`${PREFIX}/invocation/${requestId}/error`, JSON.stringify(response), {
