@@ -54,7 +54,7 @@ export class RuntimeApi {
     });
   }
 
-  _request(method, path, body, headers) {
+  _request(method, path, body, headers, retried = false) {
     return new Promise((resolve, reject) => {
       const req = http.request(
         {
@@ -76,7 +76,14 @@ export class RuntimeApi {
           res.on('error', reject);
         },
       );
-      req.on('error', reject);
+      req.on('error', (err) => {
+        // A kept-alive socket the platform closed meanwhile: one fresh connection, as Node advises.
+        if (req.reusedSocket && err.code === 'ECONNRESET' && !retried) {
+          this._request(method, path, body, headers, true).then(resolve, reject);
+        } else {
+          reject(err);
+        }
+      });
       req.end(body);
     });
   }
