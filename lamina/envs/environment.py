@@ -294,7 +294,7 @@ class ExecutionEnvironment:
         if not self._sandbox.maps_paths:
             return nodejs_argv(str(node), str(NODEJS_BOOTSTRAP), memory), tuple(mounts), task_root, str(NODEJS_BOOTSTRAP.parent)
         mounts.append(Mount(host=NODEJS_BOOTSTRAP.parent, inside=RUNTIME_DIR_INSIDE))
-        if NODEJS_SDK.is_dir():
+        if NODEJS_SDK.is_dir() and (NODEJS_BOOTSTRAP.parent / "node_modules").is_dir():
             # On the placeholder directory bootstraps/nodejs/node_modules (a read-only bind has no
             # room for a new mount point).
             mounts.append(Mount(host=NODEJS_SDK, inside=f"{RUNTIME_DIR_INSIDE}/node_modules"))
