@@ -40,7 +40,7 @@ from lamina.invoke.concurrency import ConcurrencyLimiter
 from lamina.invoke.invoker import Invoker
 from lamina.logs.store import LogStore
 from lamina.model.ids import Arns
-from lamina.runtimes.catalog import PYTHON_BOOTSTRAP, RuntimeCatalog, python_argv_inside
+from lamina.runtimes.catalog import NODEJS_SDK, PYTHON_BOOTSTRAP, RuntimeCatalog, python_argv_inside
 from lamina.sandbox import cgroups, probe, rootfs
 from lamina.sandbox.base import Sandbox, SandboxSetup
 from lamina.sandbox.linux import BwrapHost, BwrapSandbox
@@ -194,6 +194,9 @@ async def run(settings: Settings) -> None:
     decision = decide_isolation(settings, data)
     _prepare_data_dir(data, decision.mode == "sandbox")
     catalog = RuntimeCatalog.discover(shared_paths_only=decision.mode == "sandbox")
+    if any(r.startswith("nodejs") for r in catalog.available) and not NODEJS_SDK.is_dir():
+        print(f"lamina: warning: no AWS SDK for the Node.js runtimes at {NODEJS_SDK} "
+              "(scripts/setup.sh installs it with npm); functions must package their own", flush=True)  # fmt: skip
     isolation = build_isolation(decision, data, settings, catalog)
     rootfs.remove_stale(data / "envs")  # environments of a server that died without cleaning up
     db = Database(data / "lamina.db")

@@ -19,6 +19,10 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 if [ "$WHAT" = bench ] || [ "$WHAT" = test ]; then
   command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)          # the HTTP load generator of bench/ (G7)
 fi
+if [ "$WHAT" = test ]; then
+  command -v node >/dev/null 2>&1 || need_apt+=(nodejs)      # the Node.js runtime's tests
+  command -v npm >/dev/null 2>&1 || need_apt+=(npm)          # the SDK and test packages (below)
+fi
 command -v "$PYTHON" >/dev/null 2>&1 || need_apt+=(python3.11 python3.11-venv)
 if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then need_apt+=(python3.11-venv); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -41,4 +45,23 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   esac
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$extra"
   touch "$stamp"
+fi
+
+# The AWS SDK for JavaScript v3 clients the Node.js runtimes carry (as Lambda's do), pinned by the
+# committed package-lock.json; with "test", also the npm packages the Node.js tests vendor into
+# their functions' zips. Without npm the server still runs Node.js functions, without the SDK.
+npm_ci() {  # npm_ci DIR: install DIR/package-lock.json into DIR/node_modules, unless already done
+  local dir="$1" stamp="$1/node_modules/.package-lock.json"
+  if [ -f "$stamp" ] && [ ! "$dir/package-lock.json" -nt "$stamp" ]; then return 0; fi
+  echo "setup: installing $dir/package-lock.json with npm"
+  # No install scripts run; world-readable files, because sandbox uids read them through a mount.
+  (cd "$dir" && umask 022 && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+}
+if command -v node >/dev/null 2>&1; then
+  if command -v npm >/dev/null 2>&1; then
+    npm_ci lamina/runtimes/sdk/nodejs
+    if [ "$WHAT" = test ]; then npm_ci tests/fixtures/nodejs; fi
+  else
+    echo "setup: warning: npm not found; Node.js functions will run without the bundled AWS SDK" >&2
+  fi
 fi

@@ -45,7 +45,10 @@ from lamina.model.invocation import Invocation, InvokeOutcome, InvokeResult, Inv
 from lamina.runtimeapi.server import start_listener
 from lamina.runtimeapi.session import InitError, InvocationExpired, NextEvent, RuntimeGone, RuntimeReply, RuntimeSession
 from lamina.runtimeapi.wire import MAX_RESPONSE_BYTES
-from lamina.runtimes.catalog import PYTHON_BOOTSTRAP, RUNTIME_DIR_INSIDE, RuntimeInfo, python_argv, python_argv_inside
+from lamina.runtimes.catalog import (
+    NODEJS_BOOTSTRAP, NODEJS_SDK, PYTHON_BOOTSTRAP, RUNTIME_DIR_INSIDE, RuntimeInfo, nodejs_argv, nodejs_path, python_argv,
+    python_argv_inside,
+)  # fmt: skip
 from lamina.sandbox.base import Limits, Mount, NetworkMode, Sandbox, SandboxExit, SandboxSetup, SandboxSpec
 
 TAIL_BYTES = 4096
@@ -273,6 +276,8 @@ class ExecutionEnvironment:
             return [f"{task_root}/bootstrap"], tuple(mounts), task_root, "/var/runtime"
         interpreter = self._runtime.interpreter
         assert interpreter is not None
+        if self._runtime.is_nodejs:
+            return self._nodejs_layout(interpreter, mounts, task_root)
         if not mapped:
             return python_argv(str(interpreter), str(PYTHON_BOOTSTRAP)), tuple(mounts), task_root, str(PYTHON_BOOTSTRAP.parent)
         mounts.append(Mount(host=PYTHON_BOOTSTRAP.parent, inside=RUNTIME_DIR_INSIDE))
@@ -281,6 +286,23 @@ class ExecutionEnvironment:
             mounts.append(Mount(host=interpreter.parent.parent, inside="/var/lang"))
             argv = python_argv(f"/var/lang/bin/{interpreter.name}", f"{RUNTIME_DIR_INSIDE}/{PYTHON_BOOTSTRAP.name}")
         return argv, tuple(mounts), task_root, RUNTIME_DIR_INSIDE
+
+    def _nodejs_layout(self, node: Path, mounts: list[Mount], task_root: str) -> tuple[list[str], tuple[Mount, ...], str, str]:
+        """node cannot be forked from the (Python) zygote: it is exec'd, with the runtime client at
+        /var/runtime and the SDK, when installed, at /var/runtime/node_modules (spec 5.2)."""
+        memory = self.config.memory_size
+        if not self._sandbox.maps_paths:
+            return nodejs_argv(str(node), str(NODEJS_BOOTSTRAP), memory), tuple(mounts), task_root, str(NODEJS_BOOTSTRAP.parent)
+        mounts.append(Mount(host=NODEJS_BOOTSTRAP.parent, inside=RUNTIME_DIR_INSIDE))
+        if NODEJS_SDK.is_dir() and (NODEJS_BOOTSTRAP.parent / "node_modules").is_dir():
+            # On the placeholder directory bootstraps/nodejs/node_modules (a read-only bind has no
+            # room for a new mount point).
+            mounts.append(Mount(host=NODEJS_SDK, inside=f"{RUNTIME_DIR_INSIDE}/node_modules"))
+        inside = str(node)
+        if not node.is_relative_to("/usr"):
+            mounts.append(Mount(host=node.parent.parent, inside="/var/lang"))
+            inside = f"/var/lang/bin/{node.name}"
+        return nodejs_argv(inside, f"{RUNTIME_DIR_INSIDE}/{NODEJS_BOOTSTRAP.name}", memory), tuple(mounts), task_root, RUNTIME_DIR_INSIDE
 
     @property
     def _runtime_version(self) -> str:
@@ -330,6 +352,9 @@ class ExecutionEnvironment:
         )
         if not self._runtime.is_custom:
             env["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{c.runtime}"
+        if self._runtime.is_nodejs and "NODE_PATH" not in c.environment:  # unreserved (spec 5.3)
+            sdk = f"{runtime_dir}/node_modules" if self._sandbox.maps_paths else str(NODEJS_SDK)
+            env["NODE_PATH"] = nodejs_path(c.runtime, sdk=sdk, runtime_dir=runtime_dir, task_root=task_root)
         if c.logging.log_format == "JSON":
             env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
             if c.logging.application_log_level:
@@ -480,14 +505,33 @@ class ExecutionEnvironment:
         )
         t_start = time.perf_counter()
         self._thaw()
-        reply_future = self._session.deliver(event)
+        session = self._session
+        reply_future = session.deliver(event)
         self._deadline_at = due = self._loop.time() + max(0.0, deadline - t_start)
         self._watch(due)
         try:
             # The session's future: it resolves with the reply, fails with RuntimeGone, or with
             # InvocationExpired when the watchdog finds the deadline passed. Awaited directly (no
             # shield, no timeout scope), the reply wakes this task with one callback, not three.
-            reply: RuntimeReply = await reply_future
+            try:
+                reply: RuntimeReply = await reply_future
+            except RuntimeGone:
+                if session.taken or self.state is EnvState.DEAD:
+                    raise
+                # It exited before taking the event (Lambda's Node.js runtime exits right after
+                # reporting an uncaught error): Lambda would have re-initialised it before handing
+                # the event over, so do that now, within the invocation's time (spec 5.1 "Reset").
+                self._drain_output()
+                self._start_kind = "cold"
+                t0 = time.perf_counter()
+                failure = await self._launch(max(0.001, deadline - t0), c.timeout)
+                init_ms = (time.perf_counter() - t0) * 1000
+                if failure is not None:
+                    self._log(logfmt.init_report_line(init_ms, "invoke", failure.status, failure.error_type))
+                    return self._finish(inv, t_start, None, InvokeOutcome.INIT_ERROR, failure.body(rid), failure.error_type, status="error")
+                assert self._session is not None
+                self._watch(due)
+                reply = await self._session.deliver(event)
         except asyncio.CancelledError:
             # Abandoned mid-invocation (e.g. shutdown): the runtime's state is unknown, so reset it.
             self._sandbox.kill()

@@ -107,6 +107,8 @@ class RuntimeSession:
         self._current: NextEvent | None = None
         self._reply: asyncio.Future[RuntimeReply] | None = None
         self._invocations = 0
+        # Whether the runtime has been handed the outstanding event (by a parked or later /next).
+        self.taken = False
 
     # --- the environment's side -------------------------------------------------------------
 
@@ -123,6 +125,7 @@ class RuntimeSession:
         self._current = event
         reply = self._reply = self._loop.create_future()
         parked, self._parked = self._parked, None
+        self.taken = parked is not None
         if parked is not None:
             parked.event_ready(event)
         # Otherwise the runtime's next /next picks it up (see next()).
@@ -171,6 +174,7 @@ class RuntimeSession:
             self._ready.set_result(None)
         if self.state is SessionState.BUSY and self._current is not None:
             # A repeated /next while an invoke is outstanding re-renders it (RIE, spec 4.3).
+            self.taken = True
             return self._current
         if self.state is SessionState.CLOSED:
             raise RuntimeGone("session closed")

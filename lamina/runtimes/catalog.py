@@ -1,13 +1,16 @@
 """Runtime identifiers Lambda knows (spec 10), and which of them this host can run.
 
-Managed Python runtimes run the host's own `python3.X` with Lamina's runtime client; `provided*`
-runtimes run the function's own `bootstrap`.
+Managed Python runtimes run the host's own `python3.X` with Lamina's runtime client, managed
+Node.js runtimes (`nodejsNN.x`) the host's `node` of that major version with Lamina's JavaScript
+client; `provided*` runtimes run the function's own `bootstrap`.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import re
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +31,27 @@ CUSTOM_RUNTIMES = ("provided", "provided.al2", "provided.al2023")
 BOOTSTRAP_DIR = Path(__file__).parent / "bootstraps"
 PYTHON_BOOTSTRAP = BOOTSTRAP_DIR / "python" / "bootstrap.py"
 RUNTIME_DIR_INSIDE = "/var/runtime"  # where sandboxes see PYTHON_BOOTSTRAP's directory (spec 5.2)
+NODEJS_BOOTSTRAP = BOOTSTRAP_DIR / "nodejs" / "index.mjs"
+# The AWS SDK for JavaScript v3 clients the Node.js runtimes carry (scripts/setup.sh installs
+# them from sdk/nodejs/package-lock.json); sandboxes see them at /var/runtime/node_modules.
+NODEJS_SDK = Path(__file__).parent / "sdk" / "nodejs" / "node_modules"
+# Pins every SDK package: the SDK versions are part of a Node.js runtime's version (issue #6).
+NODEJS_SDK_LOCK = NODEJS_SDK.parent / "package-lock.json"
+
+
+def nodejs_argv(node: str, script: str, memory_mb: int) -> list[str]:
+    """How Lambda's Node.js bootstrap starts node: a tenth of the memory for the young
+    generation (half of it per semi-space), the rest for the old one."""
+    new_space = memory_mb // 10
+    return [node, "--expose-gc", "--max-http-header-size", "81920",
+            f"--max-semi-space-size={new_space // 2}", f"--max-old-space-size={memory_mb - new_space}", script]  # fmt: skip
+
+
+def nodejs_path(identifier: str, *, sdk: str, runtime_dir: str, task_root: str) -> str:
+    """NODE_PATH as Lambda sets it (spec 5.3): layers first, then the runtime's SDK, the runtime
+    and the function's code (its own node_modules win anyway: node looks there before NODE_PATH)."""
+    major = identifier.removeprefix("nodejs").split(".")[0]
+    return f"/opt/nodejs/node{major}/node_modules:/opt/nodejs/node_modules:{sdk}:{runtime_dir}:{task_root}"
 
 
 def python_argv(interpreter: str, script: str) -> list[str]:
@@ -53,6 +77,10 @@ class RuntimeInfo:
     def is_custom(self) -> bool:
         return self.interpreter is None
 
+    @property
+    def is_nodejs(self) -> bool:
+        return self.identifier.startswith("nodejs")
+
 
 class RuntimeCatalog:
     """Which runtimes exist (for validation) and which run here (for execution)."""
@@ -71,6 +99,11 @@ class RuntimeCatalog:
                 interp = _find_python(rid.removeprefix("python"), shared_paths_only=shared_paths_only)
                 if interp is not None:
                     available[rid] = RuntimeInfo(identifier=rid, interpreter=interp)
+        for major, node in _find_nodes(shared_paths_only=shared_paths_only).items():
+            rid = f"nodejs{major}.x"
+            # Our runtime client needs Node 18+ (the oldest nodejsNN.x Lambda still lists).
+            if rid in LAMBDA_RUNTIMES and major >= 18:
+                available[rid] = RuntimeInfo(identifier=rid, interpreter=node)
         return cls(available)
 
     def get(self, identifier: str) -> RuntimeInfo | None:
@@ -113,3 +146,34 @@ def _find_python(version: str, *, shared_paths_only: bool = False) -> Path | Non
             if not shared_paths_only or _reachable_by_others(real):
                 return real
     return None
+
+
+def _find_nodes(*, shared_paths_only: bool = False) -> dict[int, Path]:
+    """Real node binaries by major version; the first found of a major wins (PATH order, then
+    the usual install places and nvm's)."""
+    candidates = [os.path.join(entry, name) for entry in os.environ.get("PATH", "").split(os.pathsep)
+                  if "shims" not in entry for name in ("node", "nodejs")]  # fmt: skip
+    candidates += ["/usr/bin/node", "/usr/local/bin/node"]
+    candidates += sorted(glob.glob(os.path.expanduser("~/.nvm/versions/node/v*/bin/node")))
+    found: dict[int, Path] = {}
+    seen: set[Path] = set()
+    for c in candidates:
+        if not (os.path.isfile(c) and os.access(c, os.X_OK)):
+            continue
+        real = Path(os.path.realpath(c))
+        if real in seen or (shared_paths_only and not _reachable_by_others(real)):
+            continue
+        seen.add(real)
+        major = _node_major(real)
+        if major is not None:
+            found.setdefault(major, real)
+    return found
+
+
+def _node_major(node: Path) -> int | None:
+    try:
+        out = subprocess.run([str(node), "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.match(r"v(\d+)\.", out)
+    return int(match.group(1)) if match else None

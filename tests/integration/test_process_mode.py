@@ -75,3 +75,26 @@ def test_every_host_python(process_server: RunningServer, runtime: str) -> None:
     deploy(c, name, {"app.py": APP}, runtime=runtime)
     _, body = call(c, name, {})
     assert body["version"] == runtime.removeprefix("python")
+
+
+NODE_APP = """
+exports.handler = async () => ({
+  version: process.versions.node,
+  sdk: require('@aws-sdk/client-s3/package.json').version,
+  nodePath: process.env.NODE_PATH.split(':'),
+});
+"""
+
+
+@pytest.mark.parametrize(
+    "runtime", [r for r in RuntimeCatalog.discover().available if r.startswith("nodejs")], ids=lambda r: r.replace(".", "")
+)
+def test_every_host_node(process_server: RunningServer, runtime: str) -> None:
+    """Without a mapped root, NODE_PATH names the host's SDK and runtime directories."""
+    c = process_server.client()
+    name = "proc-" + runtime.replace(".", "")
+    deploy(c, name, {"index.js": NODE_APP}, runtime=runtime, handler="index.handler")
+    _, body = call(c, name, {})
+    assert body["version"].split(".")[0] == runtime.removeprefix("nodejs").split(".")[0]
+    assert body["nodePath"][2].endswith("lamina/runtimes/sdk/nodejs/node_modules")
+    assert body["sdk"]
