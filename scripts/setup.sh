@@ -18,6 +18,7 @@ command -v nft >/dev/null 2>&1 || need_apt+=(nftables)       # outbound network 
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 if [ "$WHAT" = bench ] || [ "$WHAT" = test ]; then
   command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)          # the HTTP load generator of bench/ (G7)
+  command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)   # `lamina build` of Node functions, tested
 fi
 command -v "$PYTHON" >/dev/null 2>&1 || need_apt+=(python3.11 python3.11-venv)
 if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then need_apt+=(python3.11-venv); fi

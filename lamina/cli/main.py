@@ -367,6 +367,7 @@ def tune(
     ] = 10,
     plot: Annotated[Path | None, typer.Option("--plot", help="PNG to write. \\[default: tune-NAME.png]")] = None,
     no_plot: Annotated[bool, typer.Option("--no-plot", help="Write no PNG.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
 ) -> None:
     """Run NAME at each memory size and report duration and cost per size (power tuning).
 
@@ -404,8 +405,14 @@ def tune(
         raise typer.Exit(130) from None
     report = tune_report.summarize(measurements)
     out = _stdout()
-    out.print(tune_table(report))
-    out.print(tune_verdict(report))
+    if as_json:
+        import dataclasses
+        import json
+
+        print(json.dumps(dataclasses.asdict(report), indent=2), flush=True)
+    else:
+        out.print(tune_table(report))
+        out.print(tune_verdict(report))
     if no_plot:
         return
     path = plot if plot is not None else Path(f"tune-{name}.png")
@@ -414,7 +421,7 @@ def tune(
     except tune_plot.PlotUnavailable as exc:
         err.print(Text(str(exc), style="yellow"))
         return
-    out.print(Text.assemble("plot: ", (str(path), "cyan")))
+    err.print(Text.assemble("plot: ", (str(path), "cyan")))
 
 
 # --- ls, rm ---------------------------------------------------------------------------------
