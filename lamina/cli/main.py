@@ -43,6 +43,12 @@ app = typer.Typer(
 )
 
 
+# `invoke` and `tune` take the event the same way.
+PayloadOption = Annotated[
+    str | None, typer.Option("--payload", "-p", help="Event JSON, or @path to read it from a file.")
+]
+
+
 @dataclass(frozen=True, slots=True)
 class _Context:
     endpoint: str
@@ -178,9 +184,11 @@ def build(
 ) -> None:
     """Install DIRECTORY's requirements.txt (pip) or package.json (npm) into DIRECTORY/.lamina-build/function.
 
-    Dependencies are cached by the hash of the requirements (and lock file, runtime, platform) under
-    LAMINA_CACHE_DIR (default ~/.cache/lamina): a second build with unchanged requirements runs
-    neither pip nor npm. `lamina deploy` builds by itself; this shows what it would deploy.
+    Dependencies are cached by the hash of the requirements, lock file, runtime and platform.
+
+    The cache is LAMINA_CACHE_DIR (default ~/.cache/lamina); unchanged requirements run neither pip nor npm.
+
+    `lamina deploy` builds by itself; this shows what it would deploy.
     """
     _build_with_progress(directory, runtime, _settings())
 
@@ -239,9 +247,9 @@ def deploy(
 ) -> None:
     """Zip DIRECTORY and create the function, or update its code and configuration.
 
-    With a requirements.txt (python runtimes) or package.json (nodejs runtimes), DIRECTORY is
-    built first, as `lamina build` does, and the build is deployed. On update, options left out
-    keep their current values.
+    With a requirements.txt (python*) or package.json (nodejs*), DIRECTORY is built first, as by `lamina build`.
+
+    On update, options left out keep their current values.
     """
     from lamina.cli.client import DeploySpec, zip_directory
     from lamina.cli.render import deploy_summary
@@ -303,10 +311,7 @@ def _parse_env(pairs: list[str]) -> dict[str, str]:
 def invoke(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Function name or ARN.")],
-    payload: Annotated[
-        str | None,
-        typer.Option("--payload", "-p", help="Event JSON, or @path to read it from a file."),
-    ] = None,
+    payload: PayloadOption = None,
     event: Annotated[bool, typer.Option("--event", help="Invoke asynchronously; print the request id.")] = False,
     qualifier: Annotated[str | None, typer.Option("--qualifier", "-q", help="Version or alias.")] = None,
 ) -> None:
@@ -355,10 +360,7 @@ DEFAULT_TUNE_SIZES = "128,256,512,1024,1769,3008"
 def tune(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Function name.")],
-    payload: Annotated[
-        str | None,
-        typer.Option("--payload", "-p", help="Event JSON, or @path to read it from a file."),
-    ] = None,
+    payload: PayloadOption = None,
     memory: Annotated[
         str, typer.Option("--memory", "-m", help="Memory sizes in MB, comma-separated.", show_default=True)
     ] = DEFAULT_TUNE_SIZES,
@@ -371,9 +373,11 @@ def tune(
 ) -> None:
     """Run NAME at each memory size and report duration and cost per size (power tuning).
 
-    Each size runs in a temporary version and alias; NAME's configuration and versions are as
-    before afterwards, even on Ctrl-C or an error. In sandbox isolation CPU scales with memory
-    as on Lambda (1,769 MB = one vCPU). Cost is an estimate at Lambda's x86 on-demand prices.
+    Each size runs in a temporary version and alias; NAME is as before afterwards, even on Ctrl-C.
+
+    In sandbox isolation CPU scales with memory as on Lambda (1,769 MB = one vCPU).
+
+    Cost is an estimate at Lambda's x86 on-demand prices.
     """
     from rich.text import Text
 
