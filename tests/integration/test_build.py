@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ import pytest
 
 import lamina
 from lamina.build import BuildError, build_function, build_layer
+from lamina.cli.client import zip_directory
 from lamina.testing import RunningServer
 
 RUNTIME = "python3.11"
@@ -115,6 +117,9 @@ def test_python_build_installs_with_pip_then_reuses_the_cache_without_it(tmp_pat
     assert (second.output / f"{PROBE}.py").is_file()
     assert (second.output / "app.py").read_text().endswith("# edited\n")
     assert not (second.output / "wheels").exists()
+    # Zipping the source as it is (deploy --no-build) leaves the build directory out.
+    with zipfile.ZipFile(io.BytesIO(zip_directory(src))) as zf:
+        assert sorted(zf.namelist()) == ["app.py", "requirements.txt"]
 
     # Changed requirements are a new key: pip runs, fails (no wheel any more), and says why.
     (src / "requirements.txt").write_text("--no-index\n--find-links ./wheels\nlamina_build_probe==2.0\n")
