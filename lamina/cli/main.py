@@ -1,10 +1,10 @@
 """The `lamina` command tree: up, build, deploy, invoke, tune, ls, logs, rm, events.
 
 `build` runs pip or npm on this machine through `lamina.build`; `tune` drives a function through
-the Lambda API with `lamina.tune`. Only `up` touches the server's code (`lamina.server`, imported inside the command). Every other
-command goes over HTTP, through `lamina.cli.client`, exactly as a user's own tools would
-(ARCHITECTURE.md 3.5). Heavy imports (boto3, rich tables, the server) happen inside the command
-that needs them, so `lamina --help` and `lamina up` do not pay for them.
+the Lambda API with `lamina.tune`. Only `up` touches the server's code (`lamina.server`, imported
+inside the command). Every other command goes over HTTP, through `lamina.cli.client`, exactly as
+a user's own tools would (ARCHITECTURE.md 3.5). Heavy imports (boto3, rich tables, the server)
+happen inside the command that needs them, so `lamina --help` and `lamina up` do not pay for them.
 
 Errors: anything the user should act on is a `CliError`; `main()` prints it as one red line on
 stderr and exits 1. Usage errors are typer's (exit 2). No traceback reaches the user for either.

@@ -44,6 +44,7 @@ class InvokeOutcome(Protocol):
 class TuneTarget(Protocol):
     """The Lambda API operations a run needs (LambdaClient implements them)."""
 
+    def wait_updated(self, name: str) -> None: ...  # until an update in progress is done
     def memory_size(self, name: str) -> int: ...
     def set_memory_size(self, name: str, memory_mb: int) -> None: ...  # returns once the update is done
     def publish_version(self, name: str, description: str) -> str: ...
@@ -93,6 +94,7 @@ def run(
     """Measure `plan.function` at each size, in the plan's order; the function's configuration and
     versions are as before when this returns or raises."""
     name = plan.function
+    target.wait_updated(name)  # PublishVersion would conflict with an update still in progress
     left = _Leftovers(original_memory=target.memory_size(name))
     existing = set(target.version_numbers(name))
     run_id = secrets.token_hex(3)  # a stale alias from a killed run cannot collide with ours

@@ -128,6 +128,16 @@ def test_python_build_installs_with_pip_then_reuses_the_cache_without_it(tmp_pat
     assert any("lamina_build_probe==2.0" in line for line in failure.value.tail), failure.value.tail
 
 
+def test_another_python_version_gets_wheels_for_that_version(tmp_path: Path) -> None:
+    # Not this interpreter's version: pip is asked for wheels of 3.13 on this platform.
+    other = "python3.13" if sys.version_info[:2] != (3, 13) else "python3.12"
+    src = python_function(tmp_path / "fn", from_pypi=False)
+    result = build_function(src, other, cache_dir=tmp_path / "cache")
+    assert (result.output / f"{PROBE}.py").is_file()
+    native = build_function(src, RUNTIME, cache_dir=tmp_path / "cache")
+    assert native.cache_key != result.cache_key and not native.cached
+
+
 def test_python_layer_puts_dependencies_under_python(tmp_path: Path) -> None:
     src = python_function(tmp_path / "layer", from_pypi=False)
     out = build_layer(src, RUNTIME, cache_dir=tmp_path / "cache")

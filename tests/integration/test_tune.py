@@ -135,3 +135,15 @@ def test_ctrl_c_restores_the_function(server: RunningServer, lambda_client: Any,
     assert proc.returncode == 130, stderr
     assert "interrupted; the function is restored" in stderr
     assert snapshot(lambda_client, cpu_function) == before
+
+
+def test_unknown_function_and_bad_sizes_are_one_line_errors(server: RunningServer, fname: str) -> None:
+    for args, needle in (
+        ((fname,), "ResourceNotFoundException"),
+        ((fname, "--memory", "64,128"), "64 MB is outside Lambda's 128-10240 MB"),
+        ((fname, "--invocations", "1"), "at least 2"),
+    ):
+        result = subprocess.run(tune_argv(server.endpoint, *args), capture_output=True, text=True, timeout=CLI_TIMEOUT, env=_ENV)
+        assert result.returncode == 1, result
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0], result.stderr
