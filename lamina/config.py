@@ -44,6 +44,8 @@ class Settings:
     # Test-mode clock of asynchronous invocation: every backoff delay and event age is divided by
     # it (60: Lambda's 1-minute retry takes 1 s, a 60 s MaximumEventAgeInSeconds 1 s). 1 = real.
     async_time_scale: float = 1.0
+    # Where `lamina build` keeps installed dependencies, by hash of what decided them.
+    cache_dir: Path = field(default_factory=lambda: Path("~/.cache/lamina"))
 
     @property
     def endpoint(self) -> str:

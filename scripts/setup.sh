@@ -21,7 +21,7 @@ if [ "$WHAT" = bench ] || [ "$WHAT" = test ]; then
 fi
 if [ "$WHAT" = test ]; then
   command -v node >/dev/null 2>&1 || need_apt+=(nodejs)      # the Node.js runtime's tests
-  command -v npm >/dev/null 2>&1 || need_apt+=(npm)          # the SDK and test packages (below)
+  command -v npm >/dev/null 2>&1 || need_apt+=(npm)          # the SDK, test packages, `lamina build` tests
 fi
 command -v "$PYTHON" >/dev/null 2>&1 || need_apt+=(python3.11 python3.11-venv)
 if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then need_apt+=(python3.11-venv); fi

@@ -127,18 +127,21 @@ def zip_directory(root: Path) -> bytes:
     """A deterministic deployment zip of `root`: sorted names, fixed dates, normalised modes.
 
     Executable files get 0755 and the rest 0644, so `bootstrap` stays executable and the same tree
-    always gives the same CodeSha256. `__pycache__` directories and `.pyc` files are skipped.
+    always gives the same CodeSha256. `__pycache__` directories, `.pyc` files and the build
+    directory `.lamina-build` (whose output `deploy` zips instead) are skipped.
     Raises CliError when the directory holds no files.
     """
     import io
     import zipfile
+
+    from lamina.build import BUILD_DIR
 
     buf = io.BytesIO()
     count = 0
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in sorted(root.rglob("*")):
             rel = path.relative_to(root)
-            if path.is_dir() or "__pycache__" in rel.parts or path.suffix == ".pyc":
+            if path.is_dir() or "__pycache__" in rel.parts or path.suffix == ".pyc" or rel.parts[0] == BUILD_DIR:
                 continue
             mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
             info = zipfile.ZipInfo(rel.as_posix(), date_time=_ZIP_DATE)
@@ -282,6 +285,42 @@ class LambdaClient:
             function_error=resp.get("FunctionError"),
             log_tail=base64.b64decode(tail).decode("utf-8", "replace") if tail else "",
         )
+
+    # --- what `lamina tune` needs (lamina.tune.runner.TuneTarget) ---
+
+    def memory_size(self, name: str) -> int:
+        summary = self.get(name)
+        if summary is None:
+            raise CliError(f"ResourceNotFoundException: Function not found: {name}", code="ResourceNotFoundException")
+        return summary.memory_mb
+
+    def set_memory_size(self, name: str, memory_mb: int) -> None:
+        """Change MemorySize alone and wait until the update is done."""
+        with self._translated():
+            self._client.update_function_configuration(FunctionName=name, MemorySize=memory_mb)
+        self.wait_updated(name)
+
+    def publish_version(self, name: str, description: str) -> str:
+        with self._translated():
+            return str(self._client.publish_version(FunctionName=name, Description=description)["Version"])
+
+    def version_numbers(self, name: str) -> list[str]:
+        """Published versions ($LATEST left out), through every page."""
+        with self._translated():
+            pages = self._client.get_paginator("list_versions_by_function").paginate(FunctionName=name)
+            return [str(v["Version"]) for page in pages for v in page.get("Versions", []) if v["Version"] != "$LATEST"]
+
+    def create_alias(self, name: str, alias: str, version: str) -> None:
+        with self._translated():
+            self._client.create_alias(FunctionName=name, Name=alias, FunctionVersion=version)
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        with self._translated():
+            self._client.delete_alias(FunctionName=name, Name=alias)
+
+    def delete_version(self, name: str, version: str) -> None:
+        with self._translated():
+            self._client.delete_function(FunctionName=name, Qualifier=version)
 
     def list(self) -> list[FunctionSummary]:
         """Every function ($LATEST), following ListFunctions' Marker through all pages."""

@@ -1,9 +1,10 @@
-"""The `lamina` command tree: up, deploy, invoke, ls, logs, rm, events.
+"""The `lamina` command tree: up, build, deploy, invoke, tune, ls, logs, rm, events.
 
-Only `up` touches the server's code (`lamina.server`, imported inside the command). Every other
-command goes over HTTP, through `lamina.cli.client`, exactly as a user's own tools would
-(ARCHITECTURE.md 3.5). Heavy imports (boto3, rich tables, the server) happen inside the command
-that needs them, so `lamina --help` and `lamina up` do not pay for them.
+`build` runs pip or npm on this machine through `lamina.build`; `tune` drives a function through
+the Lambda API with `lamina.tune`. Only `up` touches the server's code (`lamina.server`, imported
+inside the command). Every other command goes over HTTP, through `lamina.cli.client`, exactly as
+a user's own tools would (ARCHITECTURE.md 3.5). Heavy imports (boto3, rich tables, the server)
+happen inside the command that needs them, so `lamina --help` and `lamina up` do not pay for them.
 
 Errors: anything the user should act on is a `CliError`; `main()` prints it as one red line on
 stderr and exits 1. Usage errors are typer's (exit 2). No traceback reaches the user for either.
@@ -22,6 +23,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from lamina.build import BuildResult
     from lamina.cli.client import AdminClient, FailedEvent, LambdaClient, LogPage
     from lamina.config import Settings
 
@@ -39,6 +41,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+# `invoke` and `tune` take the event the same way.
+PayloadOption = Annotated[
+    str | None, typer.Option("--payload", "-p", help="Event JSON, or @path to read it from a file.")
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +171,56 @@ def doctor(
     console.print(outcome)
 
 
+# --- build ---------------------------------------------------------------------------------
+
+
+@app.command()
+def build(
+    directory: Annotated[
+        Path,
+        typer.Argument(exists=True, file_okay=False, dir_okay=True, resolve_path=True, help="Function code."),
+    ],
+    runtime: Annotated[str, typer.Option(help="Runtime id, e.g. python3.12 or nodejs20.x.")],
+) -> None:
+    """Install DIRECTORY's requirements.txt (pip) or package.json (npm) into DIRECTORY/.lamina-build/function.
+
+    Dependencies are cached by the hash of the requirements, lock file, runtime and platform.
+
+    The cache is LAMINA_CACHE_DIR (default ~/.cache/lamina); unchanged requirements run neither pip nor npm.
+
+    `lamina deploy` builds by itself; this shows what it would deploy.
+    """
+    _build_with_progress(directory, runtime, _settings())
+
+
+def _build_with_progress(directory: Path, runtime: str, settings: Settings) -> BuildResult:
+    """Build with a spinner showing the installer's latest line and the time so far; on failure,
+    the installer's last lines on stderr and a one-line error."""
+    from rich.text import Text
+
+    from lamina.build import BuildError, build_function, ecosystem_of
+    from lamina.cli.client import CliError
+    from lamina.cli.render import build_summary
+
+    err = _stderr()
+    ecosystem = ecosystem_of(directory, runtime)
+    head = f"installing {ecosystem.manifest} with {ecosystem.installer}" if ecosystem else "building"
+    started = time.monotonic()
+    try:
+        with err.status(head) as status:
+
+            def show(line: str) -> None:
+                status.update(Text(f"{head} ({time.monotonic() - started:.0f} s)  {line[:100]}"))
+
+            result = build_function(directory, runtime, cache_dir=settings.cache_dir, on_output=show)
+    except BuildError as exc:
+        for line in exc.tail:
+            err.print(Text(line, style="dim"))
+        raise CliError(f"build of {directory} failed: {exc}") from exc
+    err.print(build_summary(result))
+    return result
+
+
 # --- deploy ---------------------------------------------------------------------------------
 
 
@@ -183,8 +241,13 @@ def deploy(
         typer.Option("--env", "-e", help="Environment variable K=V; repeat for more.", metavar="K=V"),
     ] = None,
     description: Annotated[str | None, typer.Option(help="Function description.")] = None,
+    no_build: Annotated[
+        bool, typer.Option("--no-build", help="Zip DIRECTORY as it is, even with a requirements.txt or package.json.")
+    ] = False,
 ) -> None:
     """Zip DIRECTORY and create the function, or update its code and configuration.
+
+    With a requirements.txt (python*) or package.json (nodejs*), DIRECTORY is built first, as by `lamina build`.
 
     On update, options left out keep their current values.
     """
@@ -202,7 +265,12 @@ def deploy(
         environment=_parse_env(env) if env is not None else None,
         description=description,
     )
-    code = zip_directory(directory)
+    from lamina.build import ecosystem_of
+
+    source = directory
+    if not no_build and ecosystem_of(directory, runtime) is not None:
+        source = _build_with_progress(directory, runtime, settings).output
+    code = zip_directory(source)
     client = _lambda(ctx, settings)
     existing = client.get(name)
     with _stderr().status(f"deploying {name}…") as status:
@@ -243,10 +311,7 @@ def _parse_env(pairs: list[str]) -> dict[str, str]:
 def invoke(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Function name or ARN.")],
-    payload: Annotated[
-        str | None,
-        typer.Option("--payload", "-p", help="Event JSON, or @path to read it from a file."),
-    ] = None,
+    payload: PayloadOption = None,
     event: Annotated[bool, typer.Option("--event", help="Invoke asynchronously; print the request id.")] = False,
     qualifier: Annotated[str | None, typer.Option("--qualifier", "-q", help="Version or alias.")] = None,
 ) -> None:
@@ -284,6 +349,83 @@ def _read_payload(raw: str | None) -> bytes | None:
         return path.read_bytes()
     except OSError as exc:
         raise CliError(f"cannot read payload file {path}: {exc.strerror or exc}") from exc
+
+
+# --- tune -----------------------------------------------------------------------------------
+
+DEFAULT_TUNE_SIZES = "128,256,512,1024,1769,3008"
+
+
+@app.command()
+def tune(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Function name.")],
+    payload: PayloadOption = None,
+    memory: Annotated[
+        str, typer.Option("--memory", "-m", help="Memory sizes in MB, comma-separated.", show_default=True)
+    ] = DEFAULT_TUNE_SIZES,
+    invocations: Annotated[
+        int, typer.Option("--invocations", "-n", help="Invocations per size; the first is a cold start.", show_default=True)
+    ] = 10,
+    plot: Annotated[Path | None, typer.Option("--plot", help="PNG to write. \\[default: tune-NAME.png]")] = None,
+    no_plot: Annotated[bool, typer.Option("--no-plot", help="Write no PNG.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
+) -> None:
+    """Run NAME at each memory size and report duration and cost per size (power tuning).
+
+    Each size runs in a temporary version and alias; NAME is as before afterwards, even on Ctrl-C.
+
+    In sandbox isolation CPU scales with memory as on Lambda (1,769 MB = one vCPU).
+
+    Cost is an estimate at Lambda's x86 on-demand prices.
+    """
+    from rich.text import Text
+
+    from lamina.cli.client import CliError
+    from lamina.cli.render import tune_table, tune_verdict
+    from lamina.tune import plot as tune_plot
+    from lamina.tune import report as tune_report
+    from lamina.tune import runner
+
+    body = _read_payload(payload)
+    try:
+        sizes = tuple(int(part) for part in memory.split(",") if part.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected MB numbers separated by commas, got {memory!r}", param_hint="'--memory'") from None
+    err = _stderr()
+    try:
+        plan = runner.TunePlan(function=name, memory_sizes=sizes, invocations=invocations, payload=body)
+        with err.status(f"tuning {name}…") as status:
+            measurements = runner.run(
+                _lambda(ctx, _settings()),
+                plan,
+                on_progress=lambda line: status.update(Text(f"tuning {name}: {line}")),
+                on_warning=lambda line: err.print(Text(f"warning: {line}", style="yellow")),
+            )
+    except runner.TuneError as exc:
+        raise CliError(str(exc)) from exc
+    except KeyboardInterrupt:
+        err.print(Text("interrupted; the function is restored", style="yellow"))
+        raise typer.Exit(130) from None
+    report = tune_report.summarize(measurements)
+    out = _stdout()
+    if as_json:
+        import dataclasses
+        import json
+
+        print(json.dumps(dataclasses.asdict(report), indent=2), flush=True)
+    else:
+        out.print(tune_table(report))
+        out.print(tune_verdict(report))
+    if no_plot:
+        return
+    path = plot if plot is not None else Path(f"tune-{name}.png")
+    try:
+        tune_plot.write_png(report, path, title=f"{name}: duration and cost by memory")
+    except tune_plot.PlotUnavailable as exc:
+        err.print(Text(str(exc), style="yellow"))
+        return
+    err.print(Text.assemble("plot: ", (str(path), "cyan")))
 
 
 # --- ls, rm ---------------------------------------------------------------------------------

@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 from rich.table import Table
 from rich.text import Text
 
+from lamina.build import BuildResult
 from lamina.cli.client import FailedEvent, FunctionSummary, LogEvent
+from lamina.tune.report import TuneReport
 
 
 def size(n: int) -> str:
@@ -91,3 +93,38 @@ def failed_events_table(events: Iterable[FailedEvent]) -> Table:
 
 def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def build_summary(result: BuildResult) -> Text:
+    """One line: where the build is, and whether the installer ran or the cache answered."""
+    how = ("dependencies from cache", "green") if result.cached else (f"dependencies installed with {result.ecosystem.installer}", "yellow")
+    return Text.assemble(("built ", "bold"), (str(result.output), "cyan"), "  ", how,
+                         f" (key {result.cache_key[:12]})  {result.seconds:.2f} s")  # fmt: skip
+
+
+def tune_table(report: TuneReport) -> Table:
+    """Per memory size: the cold start, the warm distribution, GB-s and cost per million."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for title in ("MEMORY", "COLD", "WARM N", "P50", "P90", "MAX", "GB-S/INVOKE", "USD/1M (EST.)"):
+        table.add_column(title, justify="right", no_wrap=True)
+    for s in report.sizes:
+        marks = [m for m, chosen in (("cheapest", report.cheapest), ("fastest", report.fastest)) if chosen is s]
+        table.add_row(
+            Text(f"{s.memory_mb} MB", style="cyan" if marks else ""),
+            f"{s.cold_ms:.1f} ms",
+            str(s.warm_count),
+            f"{s.p50_ms:.1f} ms",
+            f"{s.p90_ms:.1f} ms",
+            f"{s.max_ms:.1f} ms",
+            f"{s.gb_seconds:.6f}",
+            f"{s.cost_per_million_usd:.4f}",
+        )
+    return table
+
+
+def tune_verdict(report: TuneReport) -> Text:
+    c, f = report.cheapest, report.fastest
+    return Text.assemble(
+        ("cheapest: ", "bold"), (f"{c.memory_mb} MB", "cyan"), f" (${c.cost_per_million_usd:.4f} per 1M, p50 {c.p50_ms:.1f} ms)   ",
+        ("fastest: ", "bold"), (f"{f.memory_mb} MB", "cyan"), f" (p50 {f.p50_ms:.1f} ms, ${f.cost_per_million_usd:.4f} per 1M)",
+    )  # fmt: skip
