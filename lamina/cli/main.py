@@ -183,6 +183,10 @@ def deploy(
         typer.Option("--env", "-e", help="Environment variable K=V; repeat for more.", metavar="K=V"),
     ] = None,
     description: Annotated[str | None, typer.Option(help="Function description.")] = None,
+    layer: Annotated[
+        list[str] | None,
+        typer.Option("--layer", "-l", help="Layer version ARN, merged into /opt in order; repeat for more.", metavar="ARN"),
+    ] = None,
 ) -> None:
     """Zip DIRECTORY and create the function, or update its code and configuration.
 
@@ -201,6 +205,7 @@ def deploy(
         timeout_s=timeout,
         environment=_parse_env(env) if env is not None else None,
         description=description,
+        layers=tuple(layer) if layer is not None else None,
     )
     code = zip_directory(directory)
     client = _lambda(ctx, settings)
@@ -369,6 +374,67 @@ def _follow_page(ctx: typer.Context, admin: AdminClient, name: str, cursor: int)
             _stderr().print(Text(f"{name} has no logs yet; waiting…", style="dim"))
             told = True
         time.sleep(NO_LOGS_RETRY_S)
+
+
+# --- layers ---------------------------------------------------------------------------------
+
+layer_app = typer.Typer(name="layer", help="Layers: content functions get at /opt.", no_args_is_help=True)
+app.add_typer(layer_app)
+# Directories at least this big show a progress bar while they are zipped.
+PROGRESS_MIN_BYTES = 8 * 1024 * 1024
+
+
+@layer_app.command("publish")
+def layer_publish(
+    ctx: typer.Context,
+    directory: Annotated[
+        Path,
+        typer.Argument(exists=True, file_okay=False, dir_okay=True, resolve_path=True,
+                       help="What the layer holds, as it should appear under /opt (python/, bin/, lib/, ...)."),
+    ],  # fmt: skip
+    name: Annotated[str, typer.Option("--name", "-n", help="Layer name.")],
+    runtime: Annotated[
+        list[str] | None,
+        typer.Option("--runtime", "-r", help="A compatible runtime id; repeat for more.", metavar="RUNTIME"),
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="Description of this version.")] = None,
+) -> None:
+    """Zip DIRECTORY and publish it as a new version of layer NAME."""
+    from lamina.cli.client import LayerSpec
+    from lamina.cli.render import layer_summary
+
+    content = _zip_with_progress(directory)
+    spec = LayerSpec(name=name, runtimes=tuple(runtime or ()), description=description)
+    with _stderr().status(f"publishing {name}…"):
+        published = _lambda(ctx, _settings()).publish_layer(spec, content)
+    _stdout().print(layer_summary(published))
+
+
+@layer_app.command("ls")
+def layer_list(ctx: typer.Context) -> None:
+    """List layers with their newest version."""
+    from lamina.cli.render import layers_table
+
+    layers = _lambda(ctx, _settings()).list_layers()
+    if not layers:
+        _stderr().print("no layers", style="dim")
+        return
+    _stdout().print(layers_table(layers))
+
+
+def _zip_with_progress(directory: Path) -> bytes:
+    """zip_directory, with a progress bar on stderr for big directories."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    from lamina.cli.client import package_files, zip_directory
+
+    total = sum(p.stat().st_size for p in package_files(directory))
+    if total < PROGRESS_MIN_BYTES:
+        return zip_directory(directory)
+    columns = (TextColumn("zipping"), BarColumn(), DownloadColumn())
+    with Progress(*columns, console=_stderr(), transient=True) as bar:
+        task = bar.add_task("zip", total=total)
+        return zip_directory(directory, progress=lambda n: bar.advance(task, n))
 
 
 # --- events ---------------------------------------------------------------------------------

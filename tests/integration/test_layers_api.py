@@ -10,11 +10,12 @@ import re
 import urllib.request
 import zipfile
 from io import BytesIO
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lamina.testing import DEFAULT_ROLE, RunningServer, zip_files
+from lamina.testing import DEFAULT_ROLE, RunningServer, deploy, running_server, zip_files
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000$")
 HANDLER = {"app.py": "def handler(event, context):\n    return 1\n"}
@@ -293,3 +294,24 @@ def test_code_and_layers_over_250_mb_unzipped(lambda_client: Any, fname: str) ->
     with pytest.raises(lambda_client.exceptions.InvalidParameterValueException) as exc:
         lambda_client.update_function_configuration(FunctionName=fname, Layers=[arn])
     assert error(exc)[1].endswith(f"The actual size is {layer_size + code_size} bytes.")
+
+
+def test_layers_survive_a_restart(data_dir: Path, fname: str) -> None:
+    with running_server(data_dir) as srv:
+        client = srv.client()
+        publish(client, fname)
+        publish(client, fname)
+        client.add_layer_version_permission(LayerName=fname, VersionNumber=1, StatementId="s1",
+                                            Action="lambda:GetLayerVersion", Principal="123456789012")  # fmt: skip
+        client.delete_layer_version(LayerName=fname, VersionNumber=2)
+        arn = client.get_layer_version(LayerName=fname, VersionNumber=1)["LayerVersionArn"]
+        deploy(client, fname, {"app.py": "import mod\ndef handler(e, c):\n    return mod.NAME\n"}, Layers=[arn])
+    with running_server(data_dir) as srv:
+        client = srv.client()
+        assert [v["Version"] for v in client.list_layer_versions(LayerName=fname)["LayerVersions"]] == [1]
+        policy = json.loads(client.get_layer_version_policy(LayerName=fname, VersionNumber=1)["Policy"])
+        assert policy["Statement"][0]["Principal"] == "123456789012"
+        assert publish(client, fname)["Version"] == 3  # 2 was deleted, and stays used
+        assert client.get_function_configuration(FunctionName=fname)["Layers"][0]["Arn"] == arn
+        resp = client.invoke(FunctionName=fname)
+        assert json.loads(resp["Payload"].read()) == fname
