@@ -144,3 +144,12 @@ def test_layers_in_process_mode(data_dir: Path, fname: str) -> None:
         assert (out["shared"], out["only_a"], out["sitepkg"]) == ("b", "only in a", "from site-packages")
         assert (out["hello"], out["hello_rc"]) == (f"hello from {opt}/bin/hello", 0)
         assert out["path"].endswith(f":{opt}/bin") and out["ld"].endswith(f":{opt}/lib")
+
+
+def test_layers_with_the_bwrap_launcher(data_dir: Path, fname: str) -> None:
+    """The zygote binds /opt itself; bubblewrap (the launcher without root) gets it as an option."""
+    with running_server(data_dir, env={"LAMINA_SANDBOX_LAUNCHER": "bwrap"}) as srv:
+        assert "sandboxes from the bwrap" in "".join(srv.output)
+        out = layered_function(srv.client(), fname)
+        assert (out["shared"], out["shared_file"], out["hello"]) == ("b", "/opt/python/shared.py", "hello from /opt/bin/hello")
+        assert out["write"] in ("OSError:30", "PermissionError:13")
