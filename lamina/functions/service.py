@@ -364,12 +364,15 @@ class FunctionService:
         rec.latest = config
 
     async def _finish_update(self, name: str, revision_id: str) -> None:
-        """Unpack the code of $LATEST and mark it Active / Successful (or Failed)."""
+        """Unpack the code of $LATEST (and build its /opt from its layers, so the first cold start
+        does not pay for it) and mark it Active / Successful (or Failed)."""
         rec = self._functions.get(name)
         if rec is None or rec.latest.revision_id != revision_id:
             return
         try:
             await self._code.unpack(rec.latest.code)
+            if rec.latest.layers:
+                await self._code.merged([layer.code for layer in rec.latest.layers])
             status = _ACTIVE
         except (OSError, ValueError) as exc:
             log.error("unpacking code of %s failed", name, exc_info=exc)
