@@ -35,6 +35,7 @@ from lamina.config import Settings
 from lamina.envs.environment import EnvironmentContext
 from lamina.envs.manager import EnvironmentManager
 from lamina.functions.event_configs import EventConfigs
+from lamina.functions.layers import LayerService
 from lamina.functions.service import FunctionService
 from lamina.invoke.concurrency import ConcurrencyLimiter
 from lamina.invoke.invoker import Invoker
@@ -50,6 +51,7 @@ from lamina.sandbox.zygote import Preload, ZygoteHost, ZygoteSandbox
 from lamina.store.code import CodeStore
 from lamina.store.db import Database
 from lamina.store.functions import FunctionRepo
+from lamina.store.layers import LayerRepo
 from lamina.store.queue import EventQueue
 
 log = logging.getLogger("lamina")
@@ -175,12 +177,12 @@ def diagnose(settings: Settings) -> tuple[probe.HostReport, str]:
 def _prepare_data_dir(data: Path, sandboxed: bool) -> None:
     """Sandbox uids must reach code and /tmp directories (only by exact path: 0711), and nothing else."""
     data.mkdir(parents=True, exist_ok=True)
-    for sub in ("code", "code/unpacked", "envs", "sandbox"):
+    for sub in ("code", "code/unpacked", "code/merged", "envs", "sandbox"):
         (data / sub).mkdir(parents=True, exist_ok=True)
     for sub in ("code/zips", "logs"):
         (data / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(data / sub, 0o700)
-    for path in (data, data / "code", data / "code/unpacked", data / "envs", data / "sandbox"):
+    for path in (data, data / "code", data / "code/unpacked", data / "code/merged", data / "envs", data / "sandbox"):
         os.chmod(path, 0o711 if sandboxed else 0o700)
 
 
@@ -218,12 +220,15 @@ async def run(settings: Settings) -> None:
         memory_budget_mb=settings.memory_budget,
     )
     repo = FunctionRepo(db)
+    arns = Arns(region=settings.region, account_id=settings.account_id)
+    layers = LayerService(repo=LayerRepo(db), code=code, arns=arns)
     functions = FunctionService(
         repo=repo,
         code=code,
         catalog=catalog,
-        arns=Arns(region=settings.region, account_id=settings.account_id),
+        arns=arns,
         retirer=manager,
+        layers=layers,
         account_concurrency=settings.max_concurrency,
     )
     invoker = Invoker(functions=functions, manager=manager, limiter=ConcurrencyLimiter(settings.max_concurrency))
@@ -239,6 +244,7 @@ async def run(settings: Settings) -> None:
     )
     try:
         await isolation.open()
+        await layers.load()  # before functions, which reference layer versions
         await functions.load()
         app = build_app(
             Services(
@@ -246,6 +252,7 @@ async def run(settings: Settings) -> None:
                 invoker=invoker,
                 dispatcher=dispatcher,
                 event_configs=event_configs,
+                layers=layers,
                 queue=queue,
                 environments=manager,
                 logs=logs,

@@ -14,13 +14,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from lamina.api import admin, concurrency, event_config, functions, invoke, tags, versions
+from lamina.api import admin, concurrency, event_config, functions, invoke, layers, tags, versions
 from lamina.api.common import Handler, Services, endpoint
 from lamina.api.errors import error_response
 from lamina.model.errors import LambdaError
 
 F = "/2015-03-31/functions"
 EIC = "/2019-09-25/functions/{name}/event-invoke-config"
+LV = "/2018-10-31/layers/{layer}/versions"
 
 
 class UnknownOperationException(LambdaError):
@@ -60,6 +61,14 @@ def build_app(services: Services) -> ASGIApp:
         ("GET", EIC, event_config.get_event_invoke_config),
         ("DELETE", EIC, event_config.delete_event_invoke_config),
         ("GET", EIC + "/list", event_config.list_event_invoke_configs),
+        ("GET", "/2018-10-31/layers", layers.list_layers),  # also GetLayerVersionByArn (?find=LayerVersion)
+        ("POST", LV, layers.publish_layer_version),
+        ("GET", LV, layers.list_layer_versions),
+        ("GET", LV + "/{version}", layers.get_layer_version),
+        ("DELETE", LV + "/{version}", layers.delete_layer_version),
+        ("POST", LV + "/{version}/policy", layers.add_layer_version_permission),
+        ("GET", LV + "/{version}/policy", layers.get_layer_version_policy),
+        ("DELETE", LV + "/{version}/policy/{sid}", layers.remove_layer_version_permission),
         ("GET", "/2017-03-31/tags/{arn}", tags.list_tags),
         ("POST", "/2017-03-31/tags/{arn}", tags.tag_resource),
         ("DELETE", "/2017-03-31/tags/{arn}", tags.untag_resource),

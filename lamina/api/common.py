@@ -17,6 +17,7 @@ from lamina.api.errors import error_response
 from lamina.asyncq.dispatcher import Dispatcher
 from lamina.envs.manager import EnvironmentManager
 from lamina.functions.event_configs import EventConfigs
+from lamina.functions.layers import LayerService
 from lamina.functions.service import FunctionService
 from lamina.invoke.invoker import Invoker
 from lamina.logs.store import LogStore
@@ -34,6 +35,7 @@ class Services:
     invoker: Invoker
     dispatcher: Dispatcher
     event_configs: EventConfigs
+    layers: LayerService
     queue: EventQueue
     environments: EnvironmentManager
     logs: LogStore

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from typing import Any
 
 from lamina.model.errors import InvalidParameterValueException, InvalidRequestContentException
 from lamina.model.events import DestinationConfig, EventConfigChanges, EventInvokeConfig
 from lamina.model.function import Alias, ConfigChanges, CreateFunctionInput, FunctionConfig, LoggingConfig
 from lamina.model.ids import Arns, validation_error
+from lamina.model.layers import LayerPermissionInput, LayerStatement, LayerVersion, PublishLayerInput
 
 Json = dict[str, Any]
 
@@ -61,6 +63,8 @@ def config_changes(body: Json) -> ConfigChanges:
     dlq = _obj(body, "DeadLetterConfig")
     archs = body.get("Architectures")
     layers = body.get("Layers")
+    if layers is not None and (not isinstance(layers, list) or not all(isinstance(a, str) for a in layers)):
+        raise InvalidRequestContentException("Layers must be a list of layer version ARNs")
     return ConfigChanges(
         runtime=_str(body, "Runtime", "runtime"),
         handler=_str(body, "Handler", "handler"),
@@ -170,7 +174,7 @@ def function_configuration(c: FunctionConfig, arns: Arns, *, listing: bool = Fal
     if c.kms_key_arn:
         out["KMSKeyArn"] = c.kms_key_arn
     if c.layers:
-        out["Layers"] = [{"Arn": arn, "CodeSize": 0} for arn in c.layers]
+        out["Layers"] = [{"Arn": ref.arn, "CodeSize": ref.code.size} for ref in c.layers]
     if listing:
         return out
     s = c.status
@@ -257,3 +261,102 @@ def event_invoke_config(c: EventInvokeConfig, arns: Arns) -> Json:
     if c.maximum_event_age_s is not None:
         out["MaximumEventAgeInSeconds"] = c.maximum_event_age_s
     return out
+
+
+# --- layers (spec 2.2 layer rows) -----------------------------------------------------------
+
+
+def _str_list(body: Json, key: str) -> tuple[str, ...] | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidRequestContentException(f"{key} must be a list of strings")
+    return tuple(value)
+
+
+def publish_layer_input(name: str, body: Json) -> PublishLayerInput:
+    content = zip_bytes(_obj(body, "Content"))
+    if content is None:
+        raise InvalidParameterValueException("Please provide a source for layer content: Content.ZipFile.")
+    return PublishLayerInput(
+        name=name,
+        zip_file=content,
+        description=_str(body, "Description", "description") or "",
+        compatible_runtimes=_str_list(body, "CompatibleRuntimes"),
+        compatible_architectures=_str_list(body, "CompatibleArchitectures"),
+        license_info=_str(body, "LicenseInfo", "licenseInfo"),
+    )
+
+
+def layer_permission_input(body: Json, revision_id: str | None) -> LayerPermissionInput:
+    def required(key: str, member: str) -> str:
+        value = _str(body, key, member)
+        if value is None:
+            raise validation_error("null", member, "Member must not be null")
+        return value
+
+    return LayerPermissionInput(
+        statement=LayerStatement(
+            sid=required("StatementId", "statementId"),
+            action=required("Action", "action"),
+            principal=required("Principal", "principal"),
+            organization_id=_str(body, "OrganizationId", "organizationId"),
+        ),
+        revision_id=revision_id,
+    )
+
+
+def _layer_version_item(v: LayerVersion, arns: Arns) -> Json:
+    """LayerVersionsListItem. Compatible* are absent unless given at publish (observed)."""
+    out: Json = {
+        "LayerVersionArn": arns.layer(v.name, v.version),
+        "Version": v.version,
+        "Description": v.description,
+        "CreatedDate": v.created_date,
+    }
+    if v.compatible_runtimes is not None:
+        out["CompatibleRuntimes"] = list(v.compatible_runtimes)
+    if v.compatible_architectures is not None:
+        out["CompatibleArchitectures"] = list(v.compatible_architectures)
+    if v.license_info is not None:
+        out["LicenseInfo"] = v.license_info
+    return out
+
+
+def layer_version(v: LayerVersion, arns: Arns, location: str) -> Json:
+    """Publish/GetLayerVersion(ByArn)'s answer; `location` is where the zip can be downloaded."""
+    return {
+        **_layer_version_item(v, arns),
+        "LayerArn": arns.layer(v.name),
+        "Content": {"Location": location, "CodeSha256": v.code.sha256_b64, "CodeSize": v.code.size},
+    }
+
+
+def layer_version_list_item(v: LayerVersion, arns: Arns) -> Json:
+    return _layer_version_item(v, arns)
+
+
+def layers_list_item(v: LayerVersion, arns: Arns) -> Json:
+    """A ListLayers item: the layer and its newest version matching the filter."""
+    return {"LayerName": v.name, "LayerArn": arns.layer(v.name), "LatestMatchingVersion": _layer_version_item(v, arns)}
+
+
+def layer_permission(v: LayerVersion, s: LayerStatement, arns: Arns) -> Json:
+    """AddLayerVersionPermission's answer: Statement is a JSON string (spec 12)."""
+    return {"Statement": json.dumps(layer_statement(s, arns.layer(v.name, v.version))), "RevisionId": v.policy_revision}
+
+
+def layer_statement(s: LayerStatement, resource: str) -> Json:
+    out: Json = {"Sid": s.sid, "Effect": "Allow", "Principal": s.principal, "Action": s.action, "Resource": resource}
+    if s.organization_id is not None:
+        out["Condition"] = {"StringEquals": {"aws:PrincipalOrgID": s.organization_id}}
+    return out
+
+
+def layer_policy(v: LayerVersion, arns: Arns) -> Json:
+    """GetLayerVersionPolicy: Policy is a JSON string, as GetPolicy's is (spec 12)."""
+    resource = arns.layer(v.name, v.version)
+    policy = {"Version": "2012-10-17", "Id": "default", "Statement": [layer_statement(s, resource) for s in v.statements]}
+    return {"Policy": json.dumps(policy), "RevisionId": v.policy_revision}
+

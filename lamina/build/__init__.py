@@ -23,7 +23,7 @@ from lamina.build import node, python
 from lamina.build.cache import DependencyCache, cache_key, link_tree
 from lamina.build.tool import BuildError, OutputSink
 
-__all__ = ["BUILD_DIR", "BuildError", "BuildResult", "Ecosystem", "build_function", "build_layer", "ecosystem_of"]
+__all__ = ["BUILD_DIR", "BuildError", "BuildResult", "Ecosystem", "build_function", "build_layer", "build_layer_result", "ecosystem_of"]
 
 BUILD_DIR = ".lamina-build"
 # Never copied from the source into a build: earlier builds, and what the installer replaces.
@@ -73,7 +73,12 @@ def build_layer(source: Path, runtime: str, *, cache_dir: Path, on_output: Outpu
     """Build a layer's content and return its directory (`<source>/.lamina-build/layer`): the
     source files as they are, with the dependencies under python/ (Python) or
     nodejs/node_modules/ (Node), the paths Lambda puts on sys.path and NODE_PATH from /opt."""
-    return _build(source, runtime, "layer", cache_dir, on_output).output
+    return build_layer_result(source, runtime, cache_dir=cache_dir, on_output=on_output).output
+
+
+def build_layer_result(source: Path, runtime: str, *, cache_dir: Path, on_output: OutputSink = lambda _: None) -> BuildResult:
+    """`build_layer`, with the whole BuildResult (for the CLI's summary)."""
+    return _build(source, runtime, "layer", cache_dir, on_output)
 
 
 def _build(source: Path, runtime: str, kind: Literal["function", "layer"], cache_dir: Path, on_output: OutputSink) -> BuildResult:

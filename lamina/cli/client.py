@@ -10,7 +10,7 @@ imports this module on every run to catch `CliError`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +62,30 @@ class DeploySpec:
     timeout_s: int | None = None
     environment: Mapping[str, str] | None = None
     description: str | None = None
+    layers: tuple[str, ...] | None = None  # layer version ARNs, in order
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayerSpec:
+    """What `lamina layer publish` asks for."""
+
+    name: str
+    runtimes: tuple[str, ...] = ()
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayerSummary:
+    """A layer version as `lamina layer` shows it."""
+
+    name: str
+    version: int
+    arn: str
+    created: str
+    runtimes: tuple[str, ...]
+    description: str
+    code_size: int | None = None  # ListLayers does not report it
+    code_sha256: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,34 +147,46 @@ class FailedPage:
 # --- deployment package ---------------------------------------------------------------------
 
 
-def zip_directory(root: Path) -> bytes:
+def package_files(root: Path) -> list[Path]:
+    """The files `zip_directory` packs, in order: `__pycache__`, `.pyc` and the build directory
+    `.lamina-build` are skipped."""
+    from lamina.build import BUILD_DIR
+
+    files = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if path.is_dir() or "__pycache__" in rel.parts or path.suffix == ".pyc" or rel.parts[0] == BUILD_DIR:
+            continue
+        files.append(path)
+    return files
+
+
+def zip_directory(root: Path, *, progress: Callable[[int], None] | None = None) -> bytes:
     """A deterministic deployment zip of `root`: sorted names, fixed dates, normalised modes.
 
     Executable files get 0755 and the rest 0644, so `bootstrap` stays executable and the same tree
     always gives the same CodeSha256. `__pycache__` directories, `.pyc` files and the build
     directory `.lamina-build` (whose output `deploy` zips instead) are skipped.
-    Raises CliError when the directory holds no files.
+    `progress` is called with each file's size once it is packed. Raises CliError when the
+    directory holds no files.
     """
     import io
     import zipfile
 
-    from lamina.build import BUILD_DIR
-
     buf = io.BytesIO()
-    count = 0
+    files = package_files(root)
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(root.rglob("*")):
-            rel = path.relative_to(root)
-            if path.is_dir() or "__pycache__" in rel.parts or path.suffix == ".pyc" or rel.parts[0] == BUILD_DIR:
-                continue
-            mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
-            info = zipfile.ZipInfo(rel.as_posix(), date_time=_ZIP_DATE)
+        for path in files:
+            st = path.stat()
+            mode = 0o755 if st.st_mode & 0o111 else 0o644
+            info = zipfile.ZipInfo(path.relative_to(root).as_posix(), date_time=_ZIP_DATE)
             info.create_system = 3  # Unix, so unzip tools honour the mode bits below.
             info.external_attr = (0o100000 | mode) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, path.read_bytes())
-            count += 1
-    if count == 0:
+            if progress is not None:
+                progress(st.st_size)
+    if not files:
         raise CliError(f"{root} holds no files to deploy")
     return buf.getvalue()
 
@@ -332,6 +368,26 @@ class LambdaClient:
         with self._translated():
             self._client.delete_function(FunctionName=name)
 
+    def publish_layer(self, spec: LayerSpec, content: bytes) -> LayerSummary:
+        params: dict[str, Any] = {"LayerName": spec.name, "Content": {"ZipFile": content}}
+        if spec.runtimes:
+            params["CompatibleRuntimes"] = list(spec.runtimes)
+        if spec.description is not None:
+            params["Description"] = spec.description
+        with self._translated():
+            resp = self._client.publish_layer_version(**params)
+        return _layer_summary(spec.name, resp, resp.get("Content", {}))
+
+    def list_layers(self) -> tuple[LayerSummary, ...]:
+        """Every layer with its newest version, following ListLayers' Marker through all pages."""
+        with self._translated():
+            pages = self._client.get_paginator("list_layers").paginate()
+            return tuple(
+                _layer_summary(str(layer.get("LayerName", "")), layer.get("LatestMatchingVersion", {}), None)
+                for page in pages
+                for layer in page.get("Layers", [])
+            )
+
 
 def _optional_configuration(spec: DeploySpec) -> dict[str, Any]:
     params: dict[str, Any] = {}
@@ -343,7 +399,22 @@ def _optional_configuration(spec: DeploySpec) -> dict[str, Any]:
         params["Environment"] = {"Variables": dict(spec.environment)}
     if spec.description is not None:
         params["Description"] = spec.description
+    if spec.layers is not None:
+        params["Layers"] = list(spec.layers)
     return params
+
+
+def _layer_summary(name: str, version: Mapping[str, Any], content: Mapping[str, Any] | None) -> LayerSummary:
+    return LayerSummary(
+        name=name,
+        version=int(version.get("Version", 0)),
+        arn=str(version.get("LayerVersionArn", "")),
+        created=str(version.get("CreatedDate", "")),
+        runtimes=tuple(version.get("CompatibleRuntimes", ())),
+        description=str(version.get("Description", "")),
+        code_size=int(content.get("CodeSize", 0)) if content is not None else None,
+        code_sha256=str(content.get("CodeSha256", "")) if content is not None else "",
+    )
 
 
 def _summary(config: Mapping[str, Any]) -> FunctionSummary:

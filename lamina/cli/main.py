@@ -193,12 +193,13 @@ def build(
     _build_with_progress(directory, runtime, _settings())
 
 
-def _build_with_progress(directory: Path, runtime: str, settings: Settings) -> BuildResult:
-    """Build with a spinner showing the installer's latest line and the time so far; on failure,
-    the installer's last lines on stderr and a one-line error."""
+def _build_with_progress(directory: Path, runtime: str, settings: Settings, *, layer: bool = False) -> BuildResult:
+    """Build (a function's package, or a layer's content) with a spinner showing the installer's
+    latest line and the time so far; on failure, the installer's last lines on stderr and a
+    one-line error."""
     from rich.text import Text
 
-    from lamina.build import BuildError, build_function, ecosystem_of
+    from lamina.build import BuildError, build_function, build_layer_result, ecosystem_of
     from lamina.cli.client import CliError
     from lamina.cli.render import build_summary
 
@@ -212,7 +213,8 @@ def _build_with_progress(directory: Path, runtime: str, settings: Settings) -> B
             def show(line: str) -> None:
                 status.update(Text(f"{head} ({time.monotonic() - started:.0f} s)  {line[:100]}"))
 
-            result = build_function(directory, runtime, cache_dir=settings.cache_dir, on_output=show)
+            build = build_layer_result if layer else build_function
+            result = build(directory, runtime, cache_dir=settings.cache_dir, on_output=show)
     except BuildError as exc:
         for line in exc.tail:
             err.print(Text(line, style="dim"))
@@ -244,6 +246,10 @@ def deploy(
     no_build: Annotated[
         bool, typer.Option("--no-build", help="Zip DIRECTORY as it is, even with a requirements.txt or package.json.")
     ] = False,
+    layer: Annotated[
+        list[str] | None,
+        typer.Option("--layer", "-l", help="Layer version ARN, merged into /opt in order; repeat for more.", metavar="ARN"),
+    ] = None,
 ) -> None:
     """Zip DIRECTORY and create the function, or update its code and configuration.
 
@@ -264,6 +270,7 @@ def deploy(
         timeout_s=timeout,
         environment=_parse_env(env) if env is not None else None,
         description=description,
+        layers=tuple(layer) if layer is not None else None,
     )
     from lamina.build import ecosystem_of
 
@@ -511,6 +518,80 @@ def _follow_page(ctx: typer.Context, admin: AdminClient, name: str, cursor: int)
             _stderr().print(Text(f"{name} has no logs yet; waiting…", style="dim"))
             told = True
         time.sleep(NO_LOGS_RETRY_S)
+
+
+# --- layers ---------------------------------------------------------------------------------
+
+layer_app = typer.Typer(name="layer", help="Layers: content functions get at /opt.", no_args_is_help=True)
+app.add_typer(layer_app)
+# Directories at least this big show a progress bar while they are zipped.
+PROGRESS_MIN_BYTES = 8 * 1024 * 1024
+
+
+@layer_app.command("publish")
+def layer_publish(
+    ctx: typer.Context,
+    directory: Annotated[
+        Path,
+        typer.Argument(exists=True, file_okay=False, dir_okay=True, resolve_path=True,
+                       help="What the layer holds, as it should appear under /opt (python/, bin/, lib/, ...)."),
+    ],  # fmt: skip
+    name: Annotated[str, typer.Option("--name", "-n", help="Layer name.")],
+    runtime: Annotated[
+        list[str] | None,
+        typer.Option("--runtime", "-r", help="A compatible runtime id; repeat for more.", metavar="RUNTIME"),
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="Description of this version.")] = None,
+    requirements: Annotated[
+        bool,
+        typer.Option(
+            "--requirements",
+            help="Install DIRECTORY's requirements.txt (pip) or package.json (npm) into python/ or "
+            "nodejs/node_modules/ first, for the first --runtime.",
+        ),
+    ] = False,
+) -> None:
+    """Zip DIRECTORY and publish it as a new version of layer NAME."""
+    from lamina.cli.client import CliError, LayerSpec
+    from lamina.cli.render import layer_summary
+
+    source = directory
+    if requirements:
+        if not runtime:
+            raise CliError("--requirements needs --runtime (which pip or npm platform to install for)")
+        source = _build_with_progress(directory, runtime[0], _settings(), layer=True).output
+    content = _zip_with_progress(source)
+    spec = LayerSpec(name=name, runtimes=tuple(runtime or ()), description=description)
+    with _stderr().status(f"publishing {name}…"):
+        published = _lambda(ctx, _settings()).publish_layer(spec, content)
+    _stdout().print(layer_summary(published))
+
+
+@layer_app.command("ls")
+def layer_list(ctx: typer.Context) -> None:
+    """List layers with their newest version."""
+    from lamina.cli.render import layers_table
+
+    layers = _lambda(ctx, _settings()).list_layers()
+    if not layers:
+        _stderr().print("no layers", style="dim")
+        return
+    _stdout().print(layers_table(layers))
+
+
+def _zip_with_progress(directory: Path) -> bytes:
+    """zip_directory, with a progress bar on stderr for big directories."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    from lamina.cli.client import package_files, zip_directory
+
+    total = sum(p.stat().st_size for p in package_files(directory))
+    if total < PROGRESS_MIN_BYTES:
+        return zip_directory(directory)
+    columns = (TextColumn("zipping"), BarColumn(), DownloadColumn())
+    with Progress(*columns, console=_stderr(), transient=True) as bar:
+        task = bar.add_task("zip", total=total)
+        return zip_directory(directory, progress=lambda n: bar.advance(task, n))
 
 
 # --- events ---------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lamina.build import BuildResult
-from lamina.cli.client import FailedEvent, FunctionSummary, LogEvent
+from lamina.cli.client import FailedEvent, FunctionSummary, LayerSummary, LogEvent
 from lamina.tune.report import TuneReport
 
 
@@ -56,6 +56,33 @@ def deploy_summary(fn: FunctionSummary, *, created: bool) -> Text:
         (fn.name, "cyan"),
         f"  version {fn.version}  sha256 {fn.code_sha256[:12]}  {size(fn.code_size)}  ",
         (fn.state or "?", state_style),
+    )
+
+
+def layers_table(layers: Iterable[LayerSummary]) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("NAME", no_wrap=True)
+    table.add_column("VERSION", justify="right", no_wrap=True)
+    table.add_column("RUNTIMES", no_wrap=True)
+    table.add_column("CREATED", no_wrap=True)
+    table.add_column("ARN", no_wrap=True)
+    for layer in sorted(layers, key=lambda x: x.name):
+        table.add_row(
+            Text(layer.name, style="cyan"),
+            str(layer.version),
+            Text(", ".join(layer.runtimes) or "-"),
+            Text(layer.created),
+            Text(layer.arn),
+        )
+    return table
+
+
+def layer_summary(layer: LayerSummary) -> Text:
+    """One line: the version just published."""
+    return Text.assemble(
+        ("published ", "bold"),
+        (layer.arn, "cyan"),
+        f"  sha256 {layer.code_sha256[:12]}  {size(layer.code_size or 0)}",
     )
 
 

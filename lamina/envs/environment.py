@@ -117,6 +117,7 @@ class ExecutionEnvironment:
         runtime: RuntimeInfo,
         code_dir: Path,
         ctx: EnvironmentContext,
+        opt_dir: Path | None = None,
         network: NetworkMode | None = None,
         provisioned: bool = False,
         on_dead: Callable[[ExecutionEnvironment], None] | None = None,
@@ -134,6 +135,7 @@ class ExecutionEnvironment:
         self.idle_since = time.monotonic()
         self._runtime = runtime
         self._code_dir = code_dir
+        self._opt_dir = opt_dir  # the merged layers, seen at /opt; None without layers
         self._ctx = ctx
         self._on_dead = on_dead
         self._sandbox = ctx.sandboxes(
@@ -263,17 +265,21 @@ class ExecutionEnvironment:
         mapped = self._sandbox.maps_paths
         task_root = "/var/task" if mapped else str(self._code_dir)
         mounts = [Mount(host=self._code_dir, inside="/var/task")]
+        if self._opt_dir is not None:
+            mounts.append(Mount(host=self._opt_dir, inside="/opt"))  # read-only, as /var/task
         if self._runtime.is_custom:
-            # Custom runtime: /var/task/bootstrap, then /opt/bootstrap (spec 5.2). Layers come later.
-            bootstrap = self._code_dir / "bootstrap"
-            if not bootstrap.is_file():
+            # Custom runtime: /var/task/bootstrap, then /opt/bootstrap (spec 5.2).
+            found = [(inside, root / "bootstrap") for inside, root in (("/var/task", self._code_dir), ("/opt", self._opt_dir))
+                     if root is not None and (root / "bootstrap").is_file()]  # fmt: skip
+            if not found:
                 return InitFailure(
                     error_type="Runtime.InvalidEntrypoint",
                     detail="Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]",
                 )
+            inside, bootstrap = found[0]
             if not os.access(bootstrap, os.X_OK):
-                return InitFailure(error_type="Runtime.InvalidEntrypoint", detail="fork/exec /var/task/bootstrap: permission denied")
-            return [f"{task_root}/bootstrap"], tuple(mounts), task_root, "/var/runtime"
+                return InitFailure(error_type="Runtime.InvalidEntrypoint", detail=f"fork/exec {inside}/bootstrap: permission denied")
+            return [f"{inside}/bootstrap" if mapped else str(bootstrap)], tuple(mounts), task_root, "/var/runtime"
         interpreter = self._runtime.interpreter
         assert interpreter is not None
         if self._runtime.is_nodejs:
@@ -320,14 +326,19 @@ class ExecutionEnvironment:
         return f"arn:aws:lambda:{self._ctx.region}::runtime:{digest}"
 
     def _runtime_env(self, task_root: str, runtime_dir: str) -> dict[str, str]:
-        """Lambda's variables (spec 5.3); the sandbox adds AWS_LAMBDA_RUNTIME_API and TMPDIR."""
+        """Lambda's variables (spec 5.3); the sandbox adds AWS_LAMBDA_RUNTIME_API and TMPDIR.
+
+        Sandboxes that do not map paths (process mode) have no /opt of their own: the layers'
+        host directory stands in for it in PATH and LD_LIBRARY_PATH, and LAMINA_OPT_DIR tells the
+        Python runtime client where /opt/python is."""
         c = self.config
         env = dict(c.environment)
+        opt = "/opt" if self._sandbox.maps_paths or self._opt_dir is None else str(self._opt_dir)
         env.update(
             {
-                "PATH": "/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin",
+                "PATH": f"/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:{opt}/bin",
                 "LANG": "en_US.UTF-8",
-                "LD_LIBRARY_PATH": "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib",
+                "LD_LIBRARY_PATH": f"/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:{opt}/lib",
                 "TZ": ":UTC",
                 "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
             }
@@ -350,6 +361,8 @@ class ExecutionEnvironment:
                 "LAMBDA_RUNTIME_DIR": runtime_dir,
             }
         )
+        if opt != "/opt":
+            env["LAMINA_OPT_DIR"] = opt
         if not self._runtime.is_custom:
             env["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{c.runtime}"
         if self._runtime.is_nodejs and "NODE_PATH" not in c.environment:  # unreserved (spec 5.3)

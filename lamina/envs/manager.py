@@ -142,12 +142,15 @@ class EnvironmentManager:
         if runtime is None:
             raise RuntimeError(f"runtime {config.runtime} is not available on this host")
         code_dir = await self._code.unpack(config.code)
+        # /opt: the function's layers merged in order, built once per distinct list (spec 5.2).
+        opt_dir = await self._code.merged([layer.code for layer in config.layers]) if config.layers else None
         await self._admit(config.memory_size)
         try:
             env = ExecutionEnvironment(
                 config=config,
                 runtime=runtime,
                 code_dir=code_dir,
+                opt_dir=opt_dir,
                 ctx=self._ctx,
                 network=network,
                 provisioned=provisioned,

@@ -28,11 +28,13 @@ from lamina.model.errors import (
 )
 from lamina.model.function import (
     Alias,
+    CodeRef,
     ConfigChanges,
     CreateFunctionInput,
     FunctionConfig,
     FunctionState,
     LastUpdateStatus,
+    LayerRef,
     LoggingConfig,
     ProvisionedConfig,
     ProvisionedState,
@@ -40,13 +42,20 @@ from lamina.model.function import (
 )
 from lamina.model.ids import ALIAS_NAME, LATEST, VERSION_NUMBER, Arns, FunctionRef, validation_error
 from lamina.runtimes.catalog import RuntimeCatalog
-from lamina.store.code import CodeStore
+from lamina.store.code import MAX_UNZIPPED, CodeStore
 from lamina.store.functions import FunctionRepo
 
 log = logging.getLogger("lamina.functions")
 
 # Lambda keeps this much of the account's concurrency unreserved (spec 8).
 UNRESERVED_MINIMUM = 100
+
+
+class LayerResolver(Protocol):
+    """What functions need of layers (functions/layers.py): their Layers parameter, checked."""
+
+    def resolve(self, arns: tuple[str, ...]) -> tuple[LayerRef, ...]:
+        """The layer versions `arns` name, in order; raises Lambda's errors (spec 2.3)."""
 
 
 class EnvironmentRetirer(Protocol):
@@ -113,8 +122,10 @@ class FunctionService:
         catalog: RuntimeCatalog,
         arns: Arns,
         retirer: EnvironmentRetirer,
+        layers: LayerResolver,
         account_concurrency: int = 1000,
     ) -> None:
+        self._layers = layers
         self.account_concurrency = account_concurrency
         self.total_reserved = 0
         self._repo = repo
@@ -229,7 +240,9 @@ class FunctionService:
         async with self._lock(req.name):
             if req.name in self._functions:
                 raise ResourceConflictException(f"Function already exist: {req.name}")
+            layers = self._layers.resolve(c.layers or ())
             code = await self._code.put(req.zip_file)
+            await self._check_size(code, layers)
             config = _apply(
                 FunctionConfig(
                     name=req.name,
@@ -242,6 +255,7 @@ class FunctionService:
                     status=_CREATING,
                 ),
                 c,
+                layers,
             )
             created = now_timestamp()
             await self._repo.create(config, req.tags, created)
@@ -273,9 +287,6 @@ class FunctionService:
             validate.architectures(c.architectures)
         if c.environment is not None:
             validate.environment(c.environment)
-        if c.layers:
-            # Layers arrive with the runtimes issue; refuse rather than silently ignore them.
-            raise InvalidParameterValueException("Layers are not supported by this Lamina version yet.")
         if c.dead_letter_target:
             self._check_dead_letter_target(name, c.dead_letter_target)
 
@@ -313,6 +324,7 @@ class FunctionService:
         async with self._lock(name):
             rec = self.record(name)
             self._check_updatable(rec, revision_id)
+            await self._check_size(code, rec.latest.layers)
             config = replace(rec.latest, code=code, revision_id=_new_revision(), last_modified=now_timestamp(), status=_UPDATING)
             await self._commit_latest(rec, config)
         if publish:
@@ -326,24 +338,41 @@ class FunctionService:
         async with self._lock(name):
             rec = self.record(name)
             self._check_updatable(rec, revision_id)
+            layers = self._layers.resolve(changes.layers) if changes.layers is not None else rec.latest.layers
+            if changes.layers is not None:
+                await self._check_size(rec.latest.code, layers)
             config = replace(
-                _apply(rec.latest, changes), revision_id=_new_revision(), last_modified=now_timestamp(), status=_UPDATING
+                _apply(rec.latest, changes, layers), revision_id=_new_revision(), last_modified=now_timestamp(), status=_UPDATING
             )
             await self._commit_latest(rec, config)
         self._spawn(self._finish_update(name, config.revision_id))
         return config
+
+    async def _check_size(self, code: CodeRef, layers: tuple[LayerRef, ...]) -> None:
+        """250 MB unzipped for the function and its layers together (spec 2.3, 11)."""
+        if not layers:
+            return  # the code alone was measured when it was stored
+        total = await self._code.unzipped_size(code) + sum(layer.unzipped_size for layer in layers)
+        if total > MAX_UNZIPPED:
+            raise InvalidParameterValueException(
+                f"Function code combined with layers exceeds the maximum allowed size of {MAX_UNZIPPED} bytes. "
+                f"The actual size is {total} bytes."
+            )
 
     async def _commit_latest(self, rec: FunctionRecord, config: FunctionConfig) -> None:
         await self._repo.put_version(config)
         rec.latest = config
 
     async def _finish_update(self, name: str, revision_id: str) -> None:
-        """Unpack the code of $LATEST and mark it Active / Successful (or Failed)."""
+        """Unpack the code of $LATEST (and build its /opt from its layers, so the first cold start
+        does not pay for it) and mark it Active / Successful (or Failed)."""
         rec = self._functions.get(name)
         if rec is None or rec.latest.revision_id != revision_id:
             return
         try:
             await self._code.unpack(rec.latest.code)
+            if rec.latest.layers:
+                await self._code.merged([layer.code for layer in rec.latest.layers])
             status = _ACTIVE
         except (OSError, ValueError) as exc:
             log.error("unpacking code of %s failed", name, exc_info=exc)
@@ -631,8 +660,8 @@ def _check_revision(given: str | None, current: str) -> None:
         )
 
 
-def _apply(config: FunctionConfig, c: ConfigChanges) -> FunctionConfig:
-    """`config` with every member `c` gives replaced."""
+def _apply(config: FunctionConfig, c: ConfigChanges, layers: tuple[LayerRef, ...]) -> FunctionConfig:
+    """`config` with every member `c` gives replaced, and `layers` (what c.layers resolved to)."""
     logging_cfg = config.logging
     if c.logging is not None:
         logging_cfg = LoggingConfig(
@@ -654,7 +683,7 @@ def _apply(config: FunctionConfig, c: ConfigChanges) -> FunctionConfig:
         ephemeral_storage=c.ephemeral_storage if c.ephemeral_storage is not None else config.ephemeral_storage,
         tracing_mode=c.tracing_mode if c.tracing_mode is not None else config.tracing_mode,
         logging=logging_cfg,
-        layers=c.layers if c.layers is not None else config.layers,
+        layers=layers,
         dead_letter_target=c.dead_letter_target if c.dead_letter_target is not None else config.dead_letter_target,
         kms_key_arn=c.kms_key_arn if c.kms_key_arn is not None else config.kms_key_arn,
     )

@@ -36,6 +36,16 @@ class CodeRef:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LayerRef:
+    """A layer version a function uses: its ARN and content, kept even if the version is deleted
+    (Lambda keeps a deleted version's content for the functions that use it)."""
+
+    arn: str
+    code: CodeRef
+    unzipped_size: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LoggingConfig:
     log_format: str = "Text"
     application_log_level: str | None = None
@@ -73,7 +83,7 @@ class FunctionConfig:
     ephemeral_storage: int = 512
     tracing_mode: str = "PassThrough"
     logging: LoggingConfig = field(default_factory=LoggingConfig)
-    layers: tuple[str, ...] = ()
+    layers: tuple[LayerRef, ...] = ()  # in order: later layers overwrite earlier files in /opt
     dead_letter_target: str | None = None
     kms_key_arn: str | None = None
     package_type: str = "Zip"
@@ -130,7 +140,7 @@ class ConfigChanges:
     ephemeral_storage: int | None = None
     tracing_mode: str | None = None
     logging: LoggingConfig | None = None
-    layers: tuple[str, ...] | None = None
+    layers: tuple[str, ...] | None = None  # layer version ARNs, as the request gives them
     dead_letter_target: str | None = None
     kms_key_arn: str | None = None
 

@@ -85,6 +85,11 @@ class Arns:
         base = f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}"
         return f"{base}:{qualifier}" if qualifier else base
 
+    def layer(self, name: str, version: int | None = None) -> str:
+        """A layer ARN, or a layer version ARN with `version` (spec 1.4)."""
+        base = f"arn:aws:lambda:{self.region}:{self.account_id}:layer:{name}"
+        return f"{base}:{version}" if version is not None else base
+
     def local_function(self, arn: str) -> FunctionRef | None:
         """The function a full function ARN names, if it is one of this region and account
         (optionally qualified); None for anything else."""

@@ -1,8 +1,11 @@
 """CodeStore: deployment zips stored once by SHA-256, unpacked once per hash.
 
-Layout under <data>/code: `zips/<sha256>.zip` and `unpacked/<sha256>/`. Both are written to a
-temporary name and renamed into place, so a crash never leaves a half-written blob or tree that
-later looks complete.
+Layout under <data>/code: `zips/<sha256>.zip`, `unpacked/<sha256>/`, and `merged/<key>/` (the
+/opt of an ordered list of two or more layers). All are written to a temporary name and renamed
+into place, so a crash never leaves a half-written blob or tree that later looks complete.
+
+Layers share this store with function code: a layer's zip is one more blob, so two layer
+versions (or a layer and a function) with the same zip are stored and unpacked once.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from lamina.model.errors import InvalidParameterValueException, RequestEntityTooLargeException
@@ -28,8 +32,9 @@ class CodeStore:
     def __init__(self, root: Path) -> None:
         self._zips = root / "zips"
         self._unpacked = root / "unpacked"
-        self._zips.mkdir(parents=True, exist_ok=True)
-        self._unpacked.mkdir(parents=True, exist_ok=True)
+        self._merged = root / "merged"
+        for d in (self._zips, self._unpacked, self._merged):
+            d.mkdir(parents=True, exist_ok=True)
         self._unpack_locks: dict[str, asyncio.Lock] = {}
 
     def zip_path(self, code: CodeRef | str) -> Path:
@@ -101,8 +106,62 @@ class CodeStore:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
+    async def unzipped_size(self, code: CodeRef) -> int:
+        """Bytes the zip's members take unpacked (read from its central directory only)."""
+
+        def measure() -> int:
+            with zipfile.ZipFile(self.zip_path(code)) as zf:
+                return sum(i.file_size for i in zf.infolist())
+
+        return await asyncio.to_thread(measure)
+
+    async def merged(self, layers: Sequence[CodeRef]) -> Path:
+        """The /opt tree of `layers` in order (later ones overwrite earlier files), built once per
+        distinct ordered list. One layer is its own unpacked tree; more are merged into a tree of
+        hard links to their unpacked files (no file data is copied), cached by the list's hash."""
+        trees = [await self.unpack(code) for code in layers]
+        if len(trees) == 1:
+            return trees[0]
+        key = hashlib.sha256(" ".join(code.sha256_hex for code in layers).encode()).hexdigest()
+        target = self._merged / key
+        if target.exists():
+            return target
+        lock = self._unpack_locks.setdefault(f"merged-{key}", asyncio.Lock())
+        async with lock:
+            if not target.exists():
+                await asyncio.to_thread(_merge, trees, target)
+        return target
+
     def has(self, sha256_hex: str) -> bool:
         return self.zip_path(sha256_hex).exists()
+
+
+def _merge(trees: list[Path], target: Path) -> None:
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+    try:
+        for tree in trees:
+            for here, dirs, files in os.walk(tree):
+                rel = Path(here).relative_to(tree)
+                for d in dirs:
+                    dest = tmp / rel / d
+                    if dest.exists() and not dest.is_dir():
+                        dest.unlink()  # a later layer's directory replaces an earlier file
+                    dest.mkdir(mode=0o755, exist_ok=True)
+                for f in files:
+                    src, dest = Path(here) / f, tmp / rel / f
+                    if dest.is_dir():
+                        shutil.rmtree(dest)
+                    elif dest.exists():
+                        dest.unlink()
+                    try:
+                        os.link(src, dest)
+                    except OSError:
+                        shutil.copy2(src, dest)  # a store spread over file systems
+        os.chmod(tmp, 0o755)  # readable by sandbox uids, as unpacked trees are
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _safe_member(name: str) -> str:

@@ -91,6 +91,21 @@ _SCHEMA = [
         PRIMARY KEY(name, qualifier)
     );
     """,
+    # Layers (issue #6): one row per layer (its next version number, never reused) and one per
+    # live layer version (a JSON document, see store/layers.py). A deleted version's row goes;
+    # functions that use it keep its content through their own configuration.
+    """
+    CREATE TABLE layers(
+        name TEXT PRIMARY KEY,
+        next_version INTEGER NOT NULL
+    );
+    CREATE TABLE layer_versions(
+        name TEXT NOT NULL REFERENCES layers(name),
+        version INTEGER NOT NULL,
+        doc TEXT NOT NULL,
+        PRIMARY KEY(name, version)
+    );
+    """,
 ]
 
 

@@ -19,6 +19,7 @@ from lamina.model.function import (
     FunctionConfig,
     FunctionState,
     LastUpdateStatus,
+    LayerRef,
     LoggingConfig,
     StateInfo,
 )
@@ -58,7 +59,10 @@ def config_to_doc(c: FunctionConfig) -> dict[str, Any]:
             "system_log_level": c.logging.system_log_level,
             "log_group": c.logging.log_group,
         },
-        "layers": list(c.layers),
+        "layers": [
+            {"arn": ref.arn, "sha256": ref.code.sha256_hex, "size": ref.code.size, "unzipped_size": ref.unzipped_size}
+            for ref in c.layers
+        ],
         "dead_letter_target": c.dead_letter_target,
         "kms_key_arn": c.kms_key_arn,
         "package_type": c.package_type,
@@ -92,7 +96,10 @@ def config_from_doc(d: dict[str, Any]) -> FunctionConfig:
         ephemeral_storage=d["ephemeral_storage"],
         tracing_mode=d["tracing_mode"],
         logging=LoggingConfig(**d["logging"]),
-        layers=tuple(d["layers"]),
+        layers=tuple(
+            LayerRef(arn=r["arn"], code=CodeRef(sha256_hex=r["sha256"], size=r["size"]), unzipped_size=r["unzipped_size"])
+            for r in d["layers"]
+        ),
         dead_letter_target=d["dead_letter_target"],
         kms_key_arn=d["kms_key_arn"],
         package_type=d["package_type"],

@@ -166,6 +166,26 @@ def test_deploy_builds_and_the_function_imports_its_dependencies(server: Running
     assert failed.returncode == 1 and "Runtime.ImportModuleError" in failed.stdout, failed.stdout
 
 
+def test_layer_publish_with_requirements_serves_its_dependencies(server: RunningServer, tmp_path: Path, fname: str) -> None:
+    layer_src = python_function(tmp_path / "layer", from_pypi=False)
+    (layer_src / "app.py").unlink()  # a layer of dependencies only
+    env = {"LAMINA_CACHE_DIR": str(tmp_path / "cache")}
+    published = ok(lamina_cli(server.endpoint, "layer", "publish", str(layer_src), "--name", fname + "-deps",
+                              "--runtime", RUNTIME, "--requirements", env=env))  # fmt: skip
+    assert "dependencies installed with pip" in published.stderr, published.stderr
+    arn = next(w for w in published.stdout.split() if w.startswith("arn:aws:lambda:") and ":layer:" in w)
+    fn = tmp_path / "fn"
+    fn.mkdir()
+    (fn / "app.py").write_text(f"import {PROBE}\n\ndef handler(event, context):\n    return {PROBE}.greet('layer')\n")
+    ok(lamina_cli(server.endpoint, "deploy", str(fn), "--name", fname, "--runtime", RUNTIME, "--handler", "app.handler",
+                  "--layer", arn, env=env))  # fmt: skip
+    invoked = ok(lamina_cli(server.endpoint, "invoke", fname, env=env))
+    assert json.loads(invoked.stdout) == "probe 1.0 greets layer"
+    # Without --runtime there is no platform to install for: a one-line error, nothing published.
+    refused = lamina_cli(server.endpoint, "layer", "publish", str(layer_src), "--name", fname + "-x", "--requirements", env=env)
+    assert refused.returncode == 1 and "--requirements needs --runtime" in refused.stderr, refused.stderr
+
+
 def test_build_errors_are_one_line_after_the_tool_output(server: RunningServer, tmp_path: Path) -> None:
     src = tmp_path / "fn"
     src.mkdir()

@@ -266,3 +266,28 @@ def _wait_for_line(lines: queue.Queue[str | None], needle: str, *, deadline: flo
         seen.append(line)
         if needle in line:
             return line
+
+
+# --- layers ---------------------------------------------------------------------------------
+
+
+def test_layer_publish_ls_and_deploy_with_layer(server: RunningServer, fname: str, tmp_path: Path) -> None:
+    layer_dir = tmp_path / "layer"
+    (layer_dir / "python").mkdir(parents=True)
+    (layer_dir / "python" / "greeting.py").write_text("TEXT = 'hello from a layer'\n")
+    # Big enough for the progress bar (PROGRESS_MIN_BYTES); zeros keep the zip small.
+    (layer_dir / "data.bin").write_bytes(bytes(9 * 1024 * 1024))
+    result = lamina_cli(server.endpoint, "layer", "publish", str(layer_dir), "--name", fname,
+                        "--runtime", RUNTIME, "--runtime", "python3.12", "--description", "greetings")  # fmt: skip
+    assert_ok(result)
+    arn = f"arn:aws:lambda:us-east-1:000000000000:layer:{fname}:1"
+    assert result.stdout.startswith(f"published {arn}  sha256 "), result.stdout
+
+    listed = lamina_cli(server.endpoint, "layer", "ls")
+    assert_ok(listed)
+    row = next(line for line in listed.stdout.splitlines() if line.startswith(fname + " "))
+    assert row.split()[1:4] == ["1", f"{RUNTIME},", "python3.12"] and row.endswith(arn)
+
+    app = write_app(tmp_path / "app", source="import greeting\ndef handler(event, context):\n    return greeting.TEXT\n")
+    deploy(server, app, fname, "--layer", arn)
+    assert invoke_json(server, fname, {})[0] == "hello from a layer"

@@ -52,3 +52,25 @@ async def test_rejects_too_large_unzipped(tmp_path: Path) -> None:
         zf.writestr("zeros.bin", b"\0" * (262_144_000 + 1))
     with pytest.raises(InvalidParameterValueException, match="Unzipped size must be smaller than 262144000 bytes"):
         await CodeStore(tmp_path).put(buf.getvalue())
+
+
+async def test_merged_layers_overwrite_in_order_and_are_built_once(tmp_path: Path) -> None:
+    store = CodeStore(tmp_path)
+    first = await store.put(zip_files({"python/a.py": "1", "python/shared.py": "first", "x": "a file", "bin/t": "#!/bin/sh\n"},
+                                      executable=("bin/t",)))  # fmt: skip
+    second = await store.put(zip_files({"python/shared.py": "second", "x/inner": "now a directory"}))
+    assert await store.merged([first]) == await store.unpack(first)  # one layer: its own tree
+    trees = await asyncio.gather(*(store.merged([first, second]) for _ in range(3)))
+    assert len(set(trees)) == 1
+    root = trees[0]
+    assert root.parent == tmp_path / "merged" and len(list((tmp_path / "merged").iterdir())) == 1
+    assert (root / "python" / "a.py").read_text() == "1"
+    assert (root / "python" / "shared.py").read_text() == "second"
+    assert (root / "x" / "inner").read_text() == "now a directory"
+    assert os.access(root / "bin" / "t", os.X_OK)
+    # Hard links to the unpacked layers: no file data copied.
+    assert (root / "python" / "a.py").stat().st_ino == (await store.unpack(first) / "python" / "a.py").stat().st_ino
+    # The other order is another tree, where the first layer wins.
+    other = await store.merged([second, first])
+    assert other != root and (other / "python" / "shared.py").read_text() == "first" and (other / "x").is_file()
+    assert await store.unzipped_size(first) == len("1") + len("first") + len("a file") + len("#!/bin/sh\n")

@@ -804,7 +804,9 @@ def _setup_sys_path(env):
     task_root = env.get("LAMBDA_TASK_ROOT") or os.getcwd()
     minor = "python%d.%d" % sys.version_info[:2]
     entries = [task_root]
-    for layer_dir in ("/opt/python/lib/%s/site-packages" % minor, "/opt/python"):
+    # Layers are at /opt; in process mode (no mount namespace) at the host path Lamina gives.
+    opt = env.get("LAMINA_OPT_DIR") or "/opt"
+    for layer_dir in ("%s/python/lib/%s/site-packages" % (opt, minor), opt + "/python"):
         if os.path.isdir(layer_dir):
             entries.append(layer_dir)
     entries += [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
