@@ -40,6 +40,7 @@ from lamina.invoke.invoker import Invoker
 from lamina.logs.store import LogStore
 from lamina.model.ids import Arns
 from lamina.runtimes.catalog import PYTHON_BOOTSTRAP, RuntimeCatalog, python_argv_inside
+from lamina.runtimes.sdk import SdkCatalog
 from lamina.sandbox import cgroups, probe, rootfs
 from lamina.sandbox.base import Sandbox, SandboxSetup
 from lamina.sandbox.linux import BwrapHost, BwrapSandbox
@@ -193,6 +194,13 @@ async def run(settings: Settings) -> None:
     decision = decide_isolation(settings, data)
     _prepare_data_dir(data, decision.mode == "sandbox")
     catalog = RuntimeCatalog.discover(shared_paths_only=decision.mode == "sandbox")
+    python_sdks = SdkCatalog.discover()
+    no_sdk = python_sdks.missing(catalog.available)
+    if no_sdk:
+        log.warning(
+            "lamina: no AWS SDK installed for %s (run scripts/setup.sh): their functions must package boto3 themselves",
+            ", ".join(no_sdk),
+        )
     isolation = build_isolation(decision, data, settings, catalog)
     rootfs.remove_stale(data / "envs")  # environments of a server that died without cleaning up
     db = Database(data / "lamina.db")
@@ -207,6 +215,7 @@ async def run(settings: Settings) -> None:
             work_root=data / "envs",
             sandboxes=isolation.sandboxes,
             network=settings.network,
+            python_sdks=python_sdks,
         ),
         catalog=catalog,
         code=code,

@@ -35,7 +35,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lamina.logs import format as logfmt
@@ -46,6 +46,7 @@ from lamina.runtimeapi.server import start_listener
 from lamina.runtimeapi.session import InitError, InvocationExpired, NextEvent, RuntimeGone, RuntimeReply, RuntimeSession
 from lamina.runtimeapi.wire import MAX_RESPONSE_BYTES
 from lamina.runtimes.catalog import PYTHON_BOOTSTRAP, RUNTIME_DIR_INSIDE, RuntimeInfo, python_argv, python_argv_inside
+from lamina.runtimes.sdk import SDK_DIR_INSIDE, SDK_PATH_ENV, SdkCatalog
 from lamina.sandbox.base import Limits, Mount, NetworkMode, Sandbox, SandboxExit, SandboxSetup, SandboxSpec
 
 TAIL_BYTES = 4096
@@ -88,6 +89,8 @@ class EnvironmentContext:
     # Builds the isolation for one environment (the backend chosen at start, ARCHITECTURE rule 10).
     sandboxes: Callable[[SandboxSetup], Sandbox]
     network: NetworkMode = "none"
+    # The AWS SDK sets the managed Python runtimes carry (none: functions must package boto3).
+    python_sdks: SdkCatalog = field(default_factory=lambda: SdkCatalog({}))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -202,12 +205,14 @@ class ExecutionEnvironment:
         if isinstance(layout, InitFailure):
             return layout
         argv, mounts, task_root, runtime_dir = layout
+        env = self._runtime_env(task_root, runtime_dir)
+        mounts = self._with_sdk(mounts, env)
         self._log(logfmt.init_start_line(self._runtime_version, self._runtime_version_arn))
         self._thaw()  # a frozen cgroup would freeze the new runtime as it enters
         self._sandbox.limit_cpu(False)  # init runs unthrottled; the function's CPU share applies after
         spec = SandboxSpec(
             argv=argv,
-            env=self._runtime_env(task_root, runtime_dir),
+            env=env,
             cwd=task_root,
             mounts=mounts,
             service_address_env="AWS_LAMBDA_RUNTIME_API",
@@ -281,6 +286,18 @@ class ExecutionEnvironment:
             mounts.append(Mount(host=interpreter.parent.parent, inside="/var/lang"))
             argv = python_argv(f"/var/lang/bin/{interpreter.name}", f"{RUNTIME_DIR_INSIDE}/{PYTHON_BOOTSTRAP.name}")
         return argv, tuple(mounts), task_root, RUNTIME_DIR_INSIDE
+
+    def _with_sdk(self, mounts: tuple[Mount, ...], env: dict[str, str]) -> tuple[Mount, ...]:
+        """Give a managed Python runtime the AWS SDK it carries: `mounts` plus the SDK's (in
+        sandboxes that map paths), and its path in `env` for the runtime client."""
+        sdk = None if self._runtime.is_custom else self._ctx.python_sdks.for_runtime(self.config.runtime)
+        if sdk is None:
+            return mounts
+        if not self._sandbox.maps_paths:
+            env[SDK_PATH_ENV] = str(sdk.directory)
+            return mounts
+        env[SDK_PATH_ENV] = SDK_DIR_INSIDE
+        return (*mounts, Mount(host=sdk.directory, inside=SDK_DIR_INSIDE))
 
     @property
     def _runtime_version(self) -> str:
