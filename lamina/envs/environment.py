@@ -154,7 +154,7 @@ class ExecutionEnvironment:
         self._init_ms: float | None = None  # reported on the first REPORT after a successful init
         self._partial = b""
         # Log events not yet written; a callable is a line formatted when written (END, REPORT).
-        self._pending: list[tuple[int, str | Callable[[], str]]] = []
+        self._pending: list[tuple[int, str | Callable[[], str | None]]] = []
         self._after: asyncio.Handle | None = None  # the post-invocation step, while scheduled
         # The watchdog: one timer for the freeze after FREEZE_GRACE_S idle and the deadline.
         self._timer: asyncio.TimerHandle | None = None
@@ -163,6 +163,15 @@ class ExecutionEnvironment:
         self._deadline_at: float | None = None  # loop time the invocation in flight times out
         self._tail: list[str] | None = None  # this invocation's lines, when a tail is wanted
         self._start_kind = "cold"  # of the invocation in flight: cold, warm or provisioned
+        # The platform's lines in the function's log format, filtered by its log levels.
+        self._plog = logfmt.PlatformLog.for_config(config.logging)
+        self._init_info = logfmt.InitInfo(
+            initialization_type="provisioned-concurrency" if provisioned else "on-demand",
+            function_name=config.name,
+            function_version=config.version,
+            instance_id=self.stream.replace("[", f"{config.name}[", 1),
+            memory_size=config.memory_size,
+        )
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -187,14 +196,13 @@ class ExecutionEnvironment:
         init_ms = (time.perf_counter() - t0) * 1000
         if failure is None:
             self._init_ms = None if self.provisioned else init_ms
-        else:
-            self._log(logfmt.init_report_line(init_ms, "init", failure.status, failure.error_type))
+        self._log_init_done("init", init_ms, failure)
         self._flush_logs()
         if self.state is EnvState.STARTING:
             self.state = EnvState.IDLE
         self._became_idle()
 
-    async def _launch(self, budget: float, limit_s: float) -> InitFailure | None:
+    async def _launch(self, budget: float, limit_s: float, phase: str = "init") -> InitFailure | None:
         """Start the runtime and wait (up to `budget` s) until it first calls /next.
 
         Returns a failure if it cannot; `limit_s` is the limit a timeout message names.
@@ -207,7 +215,7 @@ class ExecutionEnvironment:
         argv, mounts, task_root, runtime_dir = layout
         env = self._runtime_env(task_root, runtime_dir)
         mounts = self._with_sdk(mounts, env)
-        self._log(logfmt.init_start_line(self._runtime_version, self._runtime_version_arn))
+        self._log(self._plog.init_start(self._init_info, phase, self._runtime_version, self._runtime_version_arn))
         self._thaw()  # a frozen cgroup would freeze the new runtime as it enters
         self._sandbox.limit_cpu(False)  # init runs unthrottled; the function's CPU share applies after
         spec = SandboxSpec(
@@ -347,10 +355,10 @@ class ExecutionEnvironment:
         )
         if not self._runtime.is_custom:
             env["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{c.runtime}"
-        if c.logging.log_format == "JSON":
+        level = c.logging.application_level
+        if level is not None:  # JSON format; Text sets neither variable
             env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
-            if c.logging.application_log_level:
-                env["AWS_LAMBDA_LOG_LEVEL"] = c.logging.application_log_level
+            env["AWS_LAMBDA_LOG_LEVEL"] = level.name
         return env
 
     def _on_exit(self, task: asyncio.Task[SandboxExit]) -> None:
@@ -479,13 +487,13 @@ class ExecutionEnvironment:
         if self._needs_launch:
             # Suppressed init or a reset: init again inside this invoke, within its timeout.
             t0 = time.perf_counter()
-            failure = await self._launch(max(0.001, deadline - time.perf_counter()), c.timeout)
+            failure = await self._launch(max(0.001, deadline - time.perf_counter()), c.timeout, "invoke")
             init_ms = (time.perf_counter() - t0) * 1000
+            self._log_init_done("invoke", init_ms, failure)
             if failure is not None:
-                self._log(logfmt.init_report_line(init_ms, "invoke", failure.status, failure.error_type))
-                self._log(logfmt.start_line(rid, c.version))
+                self._log(self._plog.start(rid, c.version, inv.invoked_arn))
                 return self._finish(inv, t_start, None, InvokeOutcome.INIT_ERROR, failure.body(rid), failure.error_type, status="error")
-        self._log(logfmt.start_line(rid, c.version))
+        self._log(self._plog.start(rid, c.version, inv.invoked_arn))
         assert self._session is not None
         event = NextEvent(
             request_id=rid,
@@ -512,7 +520,7 @@ class ExecutionEnvironment:
             raise
         except InvocationExpired:
             await self._stop_runtime()
-            self._log(logfmt.timeout_line(rid, c.timeout))
+            self._log(self._plog.timeout(rid, c.timeout))
             body = _platform_error(rid, "Sandbox.Timedout", f"Task timed out after {c.timeout:.2f} seconds")
             return self._finish(inv, t_start, init_ms, InvokeOutcome.TIMEOUT, body.encode(), "Sandbox.Timedout", status="timeout")
         except RuntimeGone:
@@ -566,19 +574,18 @@ class ExecutionEnvironment:
             init_ms=init_ms,
             start=self._start_kind,
         )
-        report = functools.partial(
-            logfmt.report_line,
-            inv.request_id, timings, self.config.memory_size, status=status, error_type=error_type if status else None,
-        )  # fmt: skip
+        plog = self._plog
+        end = functools.partial(plog.end, inv.request_id, duration, len(payload), error_type, status)
+        report = functools.partial(plog.report, inv.request_id, timings, self.config.memory_size, status=status, error_type=error_type)
         tail = None
         if self._tail is not None:
             # Both lines are part of the answer: format them now.
-            self._log(logfmt.end_line(inv.request_id))
+            self._log(end())
             self._log(report())
             tail = ("\n".join(self._tail) + "\n").encode()[-TAIL_BYTES:]
         else:
             now = int(time.time() * 1000)
-            self._pending += ((now, functools.partial(logfmt.end_line, inv.request_id)), (now, report))
+            self._pending += ((now, end), (now, report))
         return InvokeResult(
             request_id=inv.request_id,
             executed_version=self.config.version,
@@ -627,18 +634,30 @@ class ExecutionEnvironment:
         if final and self._partial:
             lines.append(self._partial)
             self._partial = b""
+        keeps = self._plog.keeps
         for raw in lines:
-            self._log(raw.decode("utf-8", "replace"))
+            line = raw.decode("utf-8", "replace")
+            if keeps(line):  # ApplicationLogLevel, in the JSON log format
+                self._log(line)
 
-    def _log(self, message: str) -> None:
+    def _log(self, message: str | None) -> None:
+        """Add a line to the stream; None is a platform line the function's log level dropped."""
+        if message is None:
+            return
         self._pending.append((int(time.time() * 1000), message))
         if self._tail is not None:
             self._tail.append(message)
 
+    def _log_init_done(self, phase: str, init_ms: float, failure: InitFailure | None) -> None:
+        status, error_type = ("success", None) if failure is None else (failure.status, failure.error_type)
+        for line in self._plog.init_done(self._init_info, phase, init_ms, status, error_type):
+            self._log(line)
+
     def _flush_logs(self) -> None:
         if self._pending:
             pending, self._pending = self._pending, []
-            self._ctx.logs.write(self.config.name, self.stream, [(t, m if isinstance(m, str) else m()) for t, m in pending])
+            events = [(t, m) if isinstance(m, str) else (t, m()) for t, m in pending]
+            self._ctx.logs.write(self.config.name, self.stream, [(t, m) for t, m in events if m is not None])
 
     def statistics(self) -> EnvironmentStatistics:
         return EnvironmentStatistics(
