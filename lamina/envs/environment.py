@@ -656,8 +656,12 @@ class ExecutionEnvironment:
     def _flush_logs(self) -> None:
         if self._pending:
             pending, self._pending = self._pending, []
-            events = [(t, m) if isinstance(m, str) else (t, m()) for t, m in pending]
-            self._ctx.logs.write(self.config.name, self.stream, [(t, m) for t, m in events if m is not None])
+            events: list[tuple[int, str]] = []
+            for t, m in pending:
+                line = m if isinstance(m, str) else m()
+                if line is not None:  # a lazily formatted platform line that its level dropped
+                    events.append((t, line))
+            self._ctx.logs.write(self.config.name, self.stream, events)
 
     def statistics(self) -> EnvironmentStatistics:
         return EnvironmentStatistics(
