@@ -569,7 +569,8 @@ class ExecutionEnvironment:
         peak = self._sandbox.peak_memory()
         timings = InvokeTimings(
             duration_ms=duration,
-            billed_ms=logfmt.billed_ms(duration),
+            # Since August 2025 Lambda bills an on-demand init with the invocation that ran it.
+            billed_ms=logfmt.billed_ms(duration + (init_ms or 0.0)),
             max_memory_mb=math.ceil(peak / 1048576),
             init_ms=init_ms,
             start=self._start_kind,

@@ -29,7 +29,8 @@ def end_line(request_id: str) -> str:
 
 
 def billed_ms(duration_ms: float) -> int:
-    """Billed Duration: whole milliseconds, rounded up (1 ms granularity)."""
+    """Billed Duration: whole milliseconds, rounded up (1 ms granularity). The caller adds an
+    on-demand Init Duration (Lambda's REPORT: Duration 15.74 + Init 130.49 → Billed 147 ms)."""
     return max(1, math.ceil(duration_ms))
 
 
