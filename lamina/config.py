@@ -44,6 +44,9 @@ class Settings:
     # Test-mode clock of asynchronous invocation: every backoff delay and event age is divided by
     # it (60: Lambda's 1-minute retry takes 1 s, a 60 s MaximumEventAgeInSeconds 1 s). 1 = real.
     async_time_scale: float = 1.0
+    # Where the AWS SDK sets of the managed Python runtimes are installed (lamina/runtimes/sdk.py);
+    # Path() = the .runtime-sdk directory scripts/setup.sh fills beside the package's checkout.
+    sdk_dir: Path = field(default_factory=Path)
 
     @property
     def endpoint(self) -> str:

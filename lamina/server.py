@@ -40,7 +40,7 @@ from lamina.invoke.invoker import Invoker
 from lamina.logs.store import LogStore
 from lamina.model.ids import Arns
 from lamina.runtimes.catalog import PYTHON_BOOTSTRAP, RuntimeCatalog, python_argv_inside
-from lamina.runtimes.sdk import SdkCatalog
+from lamina.runtimes.sdk import SDK_ROOT, SdkCatalog
 from lamina.sandbox import cgroups, probe, rootfs
 from lamina.sandbox.base import Sandbox, SandboxSetup
 from lamina.sandbox.linux import BwrapHost, BwrapSandbox
@@ -194,7 +194,7 @@ async def run(settings: Settings) -> None:
     decision = decide_isolation(settings, data)
     _prepare_data_dir(data, decision.mode == "sandbox")
     catalog = RuntimeCatalog.discover(shared_paths_only=decision.mode == "sandbox")
-    python_sdks = SdkCatalog.discover()
+    python_sdks = SdkCatalog.discover(SDK_ROOT if settings.sdk_dir == Path() else settings.sdk_dir.resolve())
     no_sdk = python_sdks.missing(catalog.available)
     if no_sdk:
         log.warning(

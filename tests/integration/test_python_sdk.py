@@ -8,13 +8,14 @@ from inside is not possible by design: `outbound` sandboxes never reach the host
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lamina.runtimes.catalog import RuntimeCatalog
 from lamina.runtimes.sdk import REQUIREMENTS_DIR, SdkCatalog, set_name
-from lamina.testing import deploy, isolation_for_tests
+from lamina.testing import deploy, isolation_for_tests, running_server
 
 PYTHON_RUNTIMES = [
     pytest.param(r, id=r.replace(".", ""))
@@ -80,3 +81,17 @@ def test_sdk_catalog_names_the_installed_versions() -> None:
     assert f"boto3/{pinned('python3.11', 'boto3')}" in sdk.version.split()
     assert len(sdk.digest) == 16
     assert SdkCatalog.discover().for_runtime("provided.al2023") is None
+
+
+def test_server_starts_without_an_sdk(data_dir: Path, tmp_path: Path) -> None:
+    """No SDK installed: the server says so and runs; functions that import boto3 fail to import."""
+    with running_server(data_dir, env={"LAMINA_SDK_DIR": str(tmp_path / "none")}) as srv:
+        assert any("no AWS SDK installed for" in line and "python3.11" in line for line in srv.output)
+        client = srv.client()
+        deploy(client, "needs-boto3", {"app.py": "import boto3\ndef handler(event, context):\n    return 1\n"})
+        resp = client.invoke(FunctionName="needs-boto3")
+        body = json.loads(resp["Payload"].read())
+        assert (resp["FunctionError"], body["errorType"]) == ("Unhandled", "Runtime.ImportModuleError")
+        assert body["errorMessage"] == "Unable to import module 'app': No module named 'boto3'"
+        deploy(client, "plain", {"app.py": "def handler(event, context):\n    return 2\n"})
+        assert call(client, "plain") == 2
