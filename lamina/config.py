@@ -46,6 +46,9 @@ class Settings:
     async_time_scale: float = 1.0
     # Where `lamina build` keeps installed dependencies, by hash of what decided them.
     cache_dir: Path = field(default_factory=lambda: Path("~/.cache/lamina"))
+    # Where the AWS SDK sets of the managed Python runtimes are installed (lamina/runtimes/sdk.py);
+    # Path() = the .runtime-sdk directory scripts/setup.sh fills beside the package's checkout.
+    sdk_dir: Path = field(default_factory=Path)
 
     @property
     def endpoint(self) -> str:

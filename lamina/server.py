@@ -42,6 +42,7 @@ from lamina.invoke.invoker import Invoker
 from lamina.logs.store import LogStore
 from lamina.model.ids import Arns
 from lamina.runtimes.catalog import NODEJS_SDK, PYTHON_BOOTSTRAP, RuntimeCatalog, python_argv_inside
+from lamina.runtimes.sdk import SDK_ROOT, SdkCatalog
 from lamina.sandbox import cgroups, probe, rootfs
 from lamina.sandbox.base import Sandbox, SandboxSetup
 from lamina.sandbox.linux import BwrapHost, BwrapSandbox
@@ -199,6 +200,13 @@ async def run(settings: Settings) -> None:
     if any(r.startswith("nodejs") for r in catalog.available) and not NODEJS_SDK.is_dir():
         print(f"lamina: warning: no AWS SDK for the Node.js runtimes at {NODEJS_SDK} "
               "(scripts/setup.sh installs it with npm); functions must package their own", flush=True)  # fmt: skip
+    python_sdks = SdkCatalog.discover(SDK_ROOT if settings.sdk_dir == Path() else settings.sdk_dir.resolve())
+    no_sdk = python_sdks.missing(catalog.available)
+    if no_sdk:
+        log.warning(
+            "lamina: no AWS SDK installed for %s (run scripts/setup.sh): their functions must package boto3 themselves",
+            ", ".join(no_sdk),
+        )
     isolation = build_isolation(decision, data, settings, catalog)
     rootfs.remove_stale(data / "envs")  # environments of a server that died without cleaning up
     db = Database(data / "lamina.db")
@@ -213,6 +221,7 @@ async def run(settings: Settings) -> None:
             work_root=data / "envs",
             sandboxes=isolation.sandboxes,
             network=settings.network,
+            python_sdks=python_sdks,
         ),
         catalog=catalog,
         code=code,

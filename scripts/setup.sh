@@ -65,3 +65,30 @@ if command -v node >/dev/null 2>&1; then
     echo "setup: warning: npm not found; Node.js functions will run without the bundled AWS SDK" >&2
   fi
 fi
+# The AWS SDK the managed Python runtimes carry (lamina/runtimes/sdk.py): each pinned set of
+# lamina/runtimes/sdk_requirements goes into .runtime-sdk/<set>, byte-compiled for every python3.X
+# on this host that uses it (sandboxes see it read-only), readable by the sandboxes' uids.
+for req in lamina/runtimes/sdk_requirements/python3.*.txt; do
+  set_name="$(basename "$req" .txt)"
+  dir=".runtime-sdk/$set_name"
+  if [ -f "$dir/.installed" ] && [ ! "$req" -nt "$dir/.installed" ]; then continue; fi
+  interpreters="$(.venv/bin/python - "$set_name" <<'PY'
+import sys
+from lamina.runtimes.catalog import RuntimeCatalog
+from lamina.runtimes.sdk import set_name
+catalog = RuntimeCatalog.discover()
+for rid in catalog.available:
+    info = catalog.get(rid)
+    if info is not None and info.interpreter is not None and set_name(rid) == sys.argv[1]:
+        print(info.interpreter)
+PY
+)"
+  [ -n "$interpreters" ] || continue   # no interpreter here uses this set
+  echo "setup: installing the AWS SDK of the $set_name runtimes into $dir"
+  rm -rf "$dir"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    --python-version "${set_name#python}" --no-compile --target "$dir" -r "$req"
+  for py in $interpreters; do "$py" -m compileall -q "$dir" >/dev/null; done
+  chmod -R a+rX "$dir"
+  touch "$dir/.installed"
+done

@@ -8,15 +8,27 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any
 
 from lamina.model.errors import InvalidParameterValueException, InvalidRequestContentException
 from lamina.model.events import DestinationConfig, EventConfigChanges, EventInvokeConfig
-from lamina.model.function import Alias, ConfigChanges, CreateFunctionInput, FunctionConfig, LoggingConfig
+from lamina.model.function import (
+    APPLICATION_LOG_LEVELS,
+    SYSTEM_LOG_LEVELS,
+    Alias,
+    ConfigChanges,
+    CreateFunctionInput,
+    FunctionConfig,
+    LoggingChanges,
+    LogFormat,
+    LogLevel,
+)
 from lamina.model.ids import Arns, validation_error
 from lamina.model.layers import LayerPermissionInput, LayerStatement, LayerVersion, PublishLayerInput
 
 Json = dict[str, Any]
+_LOG_GROUP = re.compile(r"[\.\-_/#A-Za-z0-9]+")
 
 
 # --- request parsing -------------------------------------------------------------------------
@@ -76,17 +88,37 @@ def config_changes(body: Json) -> ConfigChanges:
         architectures=tuple(archs) if isinstance(archs, list) else None,
         ephemeral_storage=_int(storage, "Size", "ephemeralStorage.size") if storage else None,
         tracing_mode=_str(tracing, "Mode", "tracingConfig.mode") if tracing else None,
-        logging=LoggingConfig(
-            log_format=logging_cfg.get("LogFormat") or "",
-            application_log_level=logging_cfg.get("ApplicationLogLevel"),
-            system_log_level=logging_cfg.get("SystemLogLevel"),
-            log_group=logging_cfg.get("LogGroup") or "",
-        )
-        if logging_cfg
-        else None,
+        logging=_logging_changes(logging_cfg) if logging_cfg is not None else None,
         layers=tuple(layers) if isinstance(layers, list) else None,
         dead_letter_target=dlq.get("TargetArn") if dlq else None,
         kms_key_arn=_str(body, "KMSKeyArn", "kMSKeyArn"),
+    )
+
+
+def _enum_member(body: Json, key: str, member: str, allowed: tuple[str, ...]) -> str | None:
+    value = _str(body, key, member)
+    if value is not None and value not in allowed:
+        raise validation_error(value, member, f"Member must satisfy enum value set: [{', '.join(allowed)}]")
+    return value
+
+
+def _logging_changes(body: Json) -> LoggingChanges:
+    """LoggingConfig of a request: the model's enums and LogGroup's constraints (spec 2.1)."""
+    fmt = _enum_member(body, "LogFormat", "loggingConfig.logFormat", tuple(f.value for f in LogFormat))
+    app = _enum_member(body, "ApplicationLogLevel", "loggingConfig.applicationLogLevel", tuple(v.name for v in APPLICATION_LOG_LEVELS))
+    system = _enum_member(body, "SystemLogLevel", "loggingConfig.systemLogLevel", tuple(v.name for v in SYSTEM_LOG_LEVELS))
+    group = _str(body, "LogGroup", "loggingConfig.logGroup")
+    if group is not None:
+        if not 1 <= len(group) <= 512:
+            bound = "greater than or equal to 1" if not group else "less than or equal to 512"
+            raise validation_error(group, "loggingConfig.logGroup", f"Member must have length {bound}")
+        if not _LOG_GROUP.fullmatch(group):
+            raise validation_error(group, "loggingConfig.logGroup", f"Member must satisfy regular expression pattern: {_LOG_GROUP.pattern}")
+    return LoggingChanges(
+        log_format=LogFormat(fmt) if fmt is not None else None,
+        application_log_level=LogLevel[app] if app is not None else None,
+        system_log_level=LogLevel[system] if system is not None else None,
+        log_group=group,
     )
 
 
@@ -161,14 +193,10 @@ def function_configuration(c: FunctionConfig, arns: Arns, *, listing: bool = Fal
         "Architectures": list(c.architectures),
         "EphemeralStorage": {"Size": c.ephemeral_storage},
         "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
-        "LoggingConfig": {"LogFormat": c.logging.log_format, "LogGroup": c.log_group},
+        "LoggingConfig": logging_config(c),
     }
     if c.environment:
         out["Environment"] = {"Variables": dict(c.environment)}
-    if c.logging.application_log_level:
-        out["LoggingConfig"]["ApplicationLogLevel"] = c.logging.application_log_level
-    if c.logging.system_log_level:
-        out["LoggingConfig"]["SystemLogLevel"] = c.logging.system_log_level
     if c.dead_letter_target:
         out["DeadLetterConfig"] = {"TargetArn": c.dead_letter_target}
     if c.kms_key_arn:
@@ -360,3 +388,12 @@ def layer_policy(v: LayerVersion, arns: Arns) -> Json:
     policy = {"Version": "2012-10-17", "Id": "default", "Statement": [layer_statement(s, resource) for s in v.statements]}
     return {"Policy": json.dumps(policy), "RevisionId": v.policy_revision}
 
+
+def logging_config(c: FunctionConfig) -> Json:
+    """LoggingConfig as Lambda returns it: with both levels (defaults INFO) only in JSON format."""
+    out: Json = {"LogFormat": c.logging.log_format.value, "LogGroup": c.log_group}
+    app, system = c.logging.application_level, c.logging.system_level
+    if app is not None and system is not None:
+        out["ApplicationLogLevel"] = app.name
+        out["SystemLogLevel"] = system.name
+    return out

@@ -35,7 +35,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lamina.logs import format as logfmt
@@ -49,6 +49,7 @@ from lamina.runtimes.catalog import (
     NODEJS_BOOTSTRAP, NODEJS_SDK, PYTHON_BOOTSTRAP, RUNTIME_DIR_INSIDE, RuntimeInfo, nodejs_argv, nodejs_path, python_argv,
     python_argv_inside,
 )  # fmt: skip
+from lamina.runtimes.sdk import SDK_DIR_INSIDE, SDK_PATH_ENV, SdkCatalog
 from lamina.sandbox.base import Limits, Mount, NetworkMode, Sandbox, SandboxExit, SandboxSetup, SandboxSpec
 
 TAIL_BYTES = 4096
@@ -91,6 +92,8 @@ class EnvironmentContext:
     # Builds the isolation for one environment (the backend chosen at start, ARCHITECTURE rule 10).
     sandboxes: Callable[[SandboxSetup], Sandbox]
     network: NetworkMode = "none"
+    # The AWS SDK sets the managed Python runtimes carry (none: functions must package boto3).
+    python_sdks: SdkCatalog = field(default_factory=lambda: SdkCatalog({}))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,7 +159,7 @@ class ExecutionEnvironment:
         self._init_ms: float | None = None  # reported on the first REPORT after a successful init
         self._partial = b""
         # Log events not yet written; a callable is a line formatted when written (END, REPORT).
-        self._pending: list[tuple[int, str | Callable[[], str]]] = []
+        self._pending: list[tuple[int, str | Callable[[], str | None]]] = []
         self._after: asyncio.Handle | None = None  # the post-invocation step, while scheduled
         # The watchdog: one timer for the freeze after FREEZE_GRACE_S idle and the deadline.
         self._timer: asyncio.TimerHandle | None = None
@@ -165,6 +168,15 @@ class ExecutionEnvironment:
         self._deadline_at: float | None = None  # loop time the invocation in flight times out
         self._tail: list[str] | None = None  # this invocation's lines, when a tail is wanted
         self._start_kind = "cold"  # of the invocation in flight: cold, warm or provisioned
+        # The platform's lines in the function's log format, filtered by its log levels.
+        self._plog = logfmt.PlatformLog.for_config(config.logging)
+        self._init_info = logfmt.InitInfo(
+            initialization_type="provisioned-concurrency" if provisioned else "on-demand",
+            function_name=config.name,
+            function_version=config.version,
+            instance_id=self.stream.replace("[", f"{config.name}[", 1),
+            memory_size=config.memory_size,
+        )
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -189,14 +201,13 @@ class ExecutionEnvironment:
         init_ms = (time.perf_counter() - t0) * 1000
         if failure is None:
             self._init_ms = None if self.provisioned else init_ms
-        else:
-            self._log(logfmt.init_report_line(init_ms, "init", failure.status, failure.error_type))
+        self._log_init_done("init", init_ms, failure)
         self._flush_logs()
         if self.state is EnvState.STARTING:
             self.state = EnvState.IDLE
         self._became_idle()
 
-    async def _launch(self, budget: float, limit_s: float) -> InitFailure | None:
+    async def _launch(self, budget: float, limit_s: float, phase: str = "init") -> InitFailure | None:
         """Start the runtime and wait (up to `budget` s) until it first calls /next.
 
         Returns a failure if it cannot; `limit_s` is the limit a timeout message names.
@@ -207,12 +218,14 @@ class ExecutionEnvironment:
         if isinstance(layout, InitFailure):
             return layout
         argv, mounts, task_root, runtime_dir = layout
-        self._log(logfmt.init_start_line(self._runtime_version, self._runtime_version_arn))
+        env = self._runtime_env(task_root, runtime_dir)
+        mounts = self._with_sdk(mounts, env)
+        self._log(self._plog.init_start(self._init_info, phase, self._runtime_version, self._runtime_version_arn))
         self._thaw()  # a frozen cgroup would freeze the new runtime as it enters
         self._sandbox.limit_cpu(False)  # init runs unthrottled; the function's CPU share applies after
         spec = SandboxSpec(
             argv=argv,
-            env=self._runtime_env(task_root, runtime_dir),
+            env=env,
             cwd=task_root,
             mounts=mounts,
             service_address_env="AWS_LAMBDA_RUNTIME_API",
@@ -310,6 +323,18 @@ class ExecutionEnvironment:
             inside = f"/var/lang/bin/{node.name}"
         return nodejs_argv(inside, f"{RUNTIME_DIR_INSIDE}/{NODEJS_BOOTSTRAP.name}", memory), tuple(mounts), task_root, RUNTIME_DIR_INSIDE
 
+    def _with_sdk(self, mounts: tuple[Mount, ...], env: dict[str, str]) -> tuple[Mount, ...]:
+        """Give a managed Python runtime the AWS SDK it carries: `mounts` plus the SDK's (in
+        sandboxes that map paths), and its path in `env` for the runtime client."""
+        sdk = None if self._runtime.is_custom else self._ctx.python_sdks.for_runtime(self.config.runtime)
+        if sdk is None:
+            return mounts
+        if not self._sandbox.maps_paths:
+            env[SDK_PATH_ENV] = str(sdk.directory)
+            return mounts
+        env[SDK_PATH_ENV] = SDK_DIR_INSIDE
+        return (*mounts, Mount(host=sdk.directory, inside=SDK_DIR_INSIDE))
+
     @property
     def _runtime_version(self) -> str:
         rid = self.config.runtime
@@ -367,11 +392,11 @@ class ExecutionEnvironment:
             env["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{c.runtime}"
         if self._runtime.is_nodejs and "NODE_PATH" not in c.environment:  # unreserved (spec 5.3)
             sdk = f"{runtime_dir}/node_modules" if self._sandbox.maps_paths else str(NODEJS_SDK)
-            env["NODE_PATH"] = nodejs_path(c.runtime, sdk=sdk, runtime_dir=runtime_dir, task_root=task_root)
-        if c.logging.log_format == "JSON":
+            env["NODE_PATH"] = nodejs_path(c.runtime, sdk=sdk, runtime_dir=runtime_dir, task_root=task_root, opt=opt)
+        level = c.logging.application_level
+        if level is not None:  # JSON format; Text sets neither variable
             env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
-            if c.logging.application_log_level:
-                env["AWS_LAMBDA_LOG_LEVEL"] = c.logging.application_log_level
+            env["AWS_LAMBDA_LOG_LEVEL"] = level.name
         return env
 
     def _on_exit(self, task: asyncio.Task[SandboxExit]) -> None:
@@ -500,13 +525,13 @@ class ExecutionEnvironment:
         if self._needs_launch:
             # Suppressed init or a reset: init again inside this invoke, within its timeout.
             t0 = time.perf_counter()
-            failure = await self._launch(max(0.001, deadline - time.perf_counter()), c.timeout)
+            failure = await self._launch(max(0.001, deadline - time.perf_counter()), c.timeout, "invoke")
             init_ms = (time.perf_counter() - t0) * 1000
+            self._log_init_done("invoke", init_ms, failure)
             if failure is not None:
-                self._log(logfmt.init_report_line(init_ms, "invoke", failure.status, failure.error_type))
-                self._log(logfmt.start_line(rid, c.version))
+                self._log(self._plog.start(rid, c.version, inv.invoked_arn))
                 return self._finish(inv, t_start, None, InvokeOutcome.INIT_ERROR, failure.body(rid), failure.error_type, status="error")
-        self._log(logfmt.start_line(rid, c.version))
+        self._log(self._plog.start(rid, c.version, inv.invoked_arn))
         assert self._session is not None
         event = NextEvent(
             request_id=rid,
@@ -552,7 +577,7 @@ class ExecutionEnvironment:
             raise
         except InvocationExpired:
             await self._stop_runtime()
-            self._log(logfmt.timeout_line(rid, c.timeout))
+            self._log(self._plog.timeout(rid, c.timeout))
             body = _platform_error(rid, "Sandbox.Timedout", f"Task timed out after {c.timeout:.2f} seconds")
             return self._finish(inv, t_start, init_ms, InvokeOutcome.TIMEOUT, body.encode(), "Sandbox.Timedout", status="timeout")
         except RuntimeGone:
@@ -601,24 +626,24 @@ class ExecutionEnvironment:
         peak = self._sandbox.peak_memory()
         timings = InvokeTimings(
             duration_ms=duration,
-            billed_ms=logfmt.billed_ms(duration),
+            # Since August 2025 Lambda bills an on-demand init with the invocation that ran it.
+            billed_ms=logfmt.billed_ms(duration + (init_ms or 0.0)),
             max_memory_mb=math.ceil(peak / 1048576),
             init_ms=init_ms,
             start=self._start_kind,
         )
-        report = functools.partial(
-            logfmt.report_line,
-            inv.request_id, timings, self.config.memory_size, status=status, error_type=error_type if status else None,
-        )  # fmt: skip
+        plog = self._plog
+        end = functools.partial(plog.end, inv.request_id, duration, len(payload), error_type, status)
+        report = functools.partial(plog.report, inv.request_id, timings, self.config.memory_size, status=status, error_type=error_type)
         tail = None
         if self._tail is not None:
             # Both lines are part of the answer: format them now.
-            self._log(logfmt.end_line(inv.request_id))
+            self._log(end())
             self._log(report())
             tail = ("\n".join(self._tail) + "\n").encode()[-TAIL_BYTES:]
         else:
             now = int(time.time() * 1000)
-            self._pending += ((now, functools.partial(logfmt.end_line, inv.request_id)), (now, report))
+            self._pending += ((now, end), (now, report))
         return InvokeResult(
             request_id=inv.request_id,
             executed_version=self.config.version,
@@ -667,18 +692,34 @@ class ExecutionEnvironment:
         if final and self._partial:
             lines.append(self._partial)
             self._partial = b""
+        keeps = self._plog.keeps
         for raw in lines:
-            self._log(raw.decode("utf-8", "replace"))
+            line = raw.decode("utf-8", "replace")
+            if keeps(line):  # ApplicationLogLevel, in the JSON log format
+                self._log(line)
 
-    def _log(self, message: str) -> None:
+    def _log(self, message: str | None) -> None:
+        """Add a line to the stream; None is a platform line the function's log level dropped."""
+        if message is None:
+            return
         self._pending.append((int(time.time() * 1000), message))
         if self._tail is not None:
             self._tail.append(message)
 
+    def _log_init_done(self, phase: str, init_ms: float, failure: InitFailure | None) -> None:
+        status, error_type = ("success", None) if failure is None else (failure.status, failure.error_type)
+        for line in self._plog.init_done(self._init_info, phase, init_ms, status, error_type):
+            self._log(line)
+
     def _flush_logs(self) -> None:
         if self._pending:
             pending, self._pending = self._pending, []
-            self._ctx.logs.write(self.config.name, self.stream, [(t, m if isinstance(m, str) else m()) for t, m in pending])
+            events: list[tuple[int, str]] = []
+            for t, m in pending:
+                line = m if isinstance(m, str) else m()
+                if line is not None:  # a lazily formatted platform line that its level dropped
+                    events.append((t, line))
+            self._ctx.logs.write(self.config.name, self.stream, events)
 
     def statistics(self) -> EnvironmentStatistics:
         return EnvironmentStatistics(

@@ -35,7 +35,10 @@ from lamina.model.function import (
     FunctionState,
     LastUpdateStatus,
     LayerRef,
+    LoggingChanges,
     LoggingConfig,
+    LogFormat,
+    LogLevel,
     ProvisionedConfig,
     ProvisionedState,
     StateInfo,
@@ -662,14 +665,7 @@ def _check_revision(given: str | None, current: str) -> None:
 
 def _apply(config: FunctionConfig, c: ConfigChanges, layers: tuple[LayerRef, ...]) -> FunctionConfig:
     """`config` with every member `c` gives replaced, and `layers` (what c.layers resolved to)."""
-    logging_cfg = config.logging
-    if c.logging is not None:
-        logging_cfg = LoggingConfig(
-            log_format=c.logging.log_format or logging_cfg.log_format,
-            application_log_level=c.logging.application_log_level or logging_cfg.application_log_level,
-            system_log_level=c.logging.system_log_level or logging_cfg.system_log_level,
-            log_group=c.logging.log_group or logging_cfg.log_group,
-        )
+    logging_cfg = config.logging if c.logging is None else _logging(config.logging, c.logging)
     return replace(
         config,
         runtime=c.runtime if c.runtime is not None else config.runtime,
@@ -686,4 +682,20 @@ def _apply(config: FunctionConfig, c: ConfigChanges, layers: tuple[LayerRef, ...
         layers=layers,
         dead_letter_target=c.dead_letter_target if c.dead_letter_target is not None else config.dead_letter_target,
         kms_key_arn=c.kms_key_arn if c.kms_key_arn is not None else config.kms_key_arn,
+    )
+
+
+def _logging(current: LoggingConfig, c: LoggingChanges) -> LoggingConfig:
+    """A partial LoggingConfig update, as Lambda applies it: levels exist only with JSON (switching
+    to JSON sets both to INFO unless given; switching to Text drops them)."""
+    fmt = c.log_format or current.log_format
+    validate.log_levels(fmt, c.application_log_level, c.system_log_level)
+    group = current.log_group if c.log_group is None else c.log_group
+    if fmt is LogFormat.TEXT:
+        return LoggingConfig(log_format=fmt, log_group=group)
+    return LoggingConfig(
+        log_format=fmt,
+        application_log_level=c.application_log_level or current.application_log_level or LogLevel.INFO,
+        system_log_level=c.system_log_level or current.system_log_level or LogLevel.INFO,
+        log_group=group,
     )

@@ -6,6 +6,7 @@ import json
 import re
 
 from lamina.model.errors import InvalidParameterValueException
+from lamina.model.function import LogFormat, LogLevel
 from lamina.model.ids import validation_error
 from lamina.runtimes.catalog import LAMBDA_RUNTIMES, RuntimeCatalog
 
@@ -113,6 +114,15 @@ def environment(variables: dict[str, str]) -> None:
         raise InvalidParameterValueException(
             "Lambda was unable to configure your environment variables because the environment variables you have "
             f"provided exceeded the 4KB limit. String measured: {measured}"
+        )
+
+
+def log_levels(fmt: LogFormat, application: LogLevel | None, system: LogLevel | None) -> None:
+    """Log levels filter only JSON logs: Lambda refuses them with the Text format."""
+    if fmt is LogFormat.TEXT and (application is not None or system is not None):
+        raise InvalidParameterValueException(
+            'LogLevel is not supported when LogFormat is set to "Text". Remove LogLevel from your request '
+            'or change the LogFormat to "JSON" and try again.'
         )
 
 

@@ -35,6 +35,30 @@ class CodeRef:
         return base64.b64encode(bytes.fromhex(self.sha256_hex)).decode()
 
 
+class LogFormat(enum.Enum):
+    JSON = "JSON"  # in botocore's order, which Lambda's enum messages list
+    TEXT = "Text"
+
+
+class LogLevel(enum.IntEnum):
+    """Lambda's log levels, most detailed first: a record passes a filter at its level or above.
+
+    ApplicationLogLevel takes all six; SystemLogLevel only DEBUG, INFO and WARN (spec 6).
+    """
+
+    # From 1, so that every member is truthy (`level or default` is how defaults apply).
+    TRACE = 1
+    DEBUG = 2
+    INFO = 3
+    WARN = 4
+    ERROR = 5
+    FATAL = 6
+
+
+APPLICATION_LOG_LEVELS = tuple(LogLevel)
+SYSTEM_LOG_LEVELS = (LogLevel.DEBUG, LogLevel.INFO, LogLevel.WARN)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LayerRef:
     """A layer version a function uses: its ARN and content, kept even if the version is deleted
@@ -47,10 +71,36 @@ class LayerRef:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoggingConfig:
-    log_format: str = "Text"
-    application_log_level: str | None = None
-    system_log_level: str | None = None
-    log_group: str = ""
+    """A function's LoggingConfig. Levels exist only with JSON (Lambda's defaults: INFO, INFO)."""
+
+    log_format: LogFormat = LogFormat.TEXT
+    application_log_level: LogLevel | None = None
+    system_log_level: LogLevel | None = None
+    log_group: str = ""  # "" = the default, /aws/lambda/<function name>
+
+    @property
+    def json(self) -> bool:
+        return self.log_format is LogFormat.JSON
+
+    @property
+    def application_level(self) -> LogLevel | None:
+        """The level application logs are filtered at; None in Text format (nothing is)."""
+        return (self.application_log_level or LogLevel.INFO) if self.json else None
+
+    @property
+    def system_level(self) -> LogLevel | None:
+        """The level platform records are filtered at; None in Text format (nothing is)."""
+        return (self.system_log_level or LogLevel.INFO) if self.json else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoggingChanges:
+    """The LoggingConfig members of a request; None = not given (a partial update keeps them)."""
+
+    log_format: LogFormat | None = None
+    application_log_level: LogLevel | None = None
+    system_log_level: LogLevel | None = None
+    log_group: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,7 +189,7 @@ class ConfigChanges:
     architectures: tuple[str, ...] | None = None
     ephemeral_storage: int | None = None
     tracing_mode: str | None = None
-    logging: LoggingConfig | None = None
+    logging: LoggingChanges | None = None
     layers: tuple[str, ...] | None = None  # layer version ARNs, as the request gives them
     dead_letter_target: str | None = None
     kms_key_arn: str | None = None

@@ -47,11 +47,12 @@ def nodejs_argv(node: str, script: str, memory_mb: int) -> list[str]:
             f"--max-semi-space-size={new_space // 2}", f"--max-old-space-size={memory_mb - new_space}", script]  # fmt: skip
 
 
-def nodejs_path(identifier: str, *, sdk: str, runtime_dir: str, task_root: str) -> str:
+def nodejs_path(identifier: str, *, sdk: str, runtime_dir: str, task_root: str, opt: str = "/opt") -> str:
     """NODE_PATH as Lambda sets it (spec 5.3): layers first, then the runtime's SDK, the runtime
-    and the function's code (its own node_modules win anyway: node looks there before NODE_PATH)."""
+    and the function's code (its own node_modules win anyway: node looks there before NODE_PATH).
+    `opt` is where the layers are seen (a host directory in process mode)."""
     major = identifier.removeprefix("nodejs").split(".")[0]
-    return f"/opt/nodejs/node{major}/node_modules:/opt/nodejs/node_modules:{sdk}:{runtime_dir}:{task_root}"
+    return f"{opt}/nodejs/node{major}/node_modules:{opt}/nodejs/node_modules:{sdk}:{runtime_dir}:{task_root}"
 
 
 def python_argv(interpreter: str, script: str) -> list[str]:

@@ -21,6 +21,8 @@ from lamina.model.function import (
     LastUpdateStatus,
     LayerRef,
     LoggingConfig,
+    LogFormat,
+    LogLevel,
     StateInfo,
 )
 from lamina.store.db import Database
@@ -54,9 +56,9 @@ def config_to_doc(c: FunctionConfig) -> dict[str, Any]:
         "ephemeral_storage": c.ephemeral_storage,
         "tracing_mode": c.tracing_mode,
         "logging": {
-            "log_format": c.logging.log_format,
-            "application_log_level": c.logging.application_log_level,
-            "system_log_level": c.logging.system_log_level,
+            "log_format": c.logging.log_format.value,
+            "application_log_level": c.logging.application_log_level.name if c.logging.application_log_level else None,
+            "system_log_level": c.logging.system_log_level.name if c.logging.system_log_level else None,
             "log_group": c.logging.log_group,
         },
         "layers": [
@@ -95,7 +97,7 @@ def config_from_doc(d: dict[str, Any]) -> FunctionConfig:
         architectures=tuple(d["architectures"]),
         ephemeral_storage=d["ephemeral_storage"],
         tracing_mode=d["tracing_mode"],
-        logging=LoggingConfig(**d["logging"]),
+        logging=_logging_from_doc(d["logging"]),
         layers=tuple(
             LayerRef(arn=r["arn"], code=CodeRef(sha256_hex=r["sha256"], size=r["size"]), unzipped_size=r["unzipped_size"])
             for r in d["layers"]
@@ -273,4 +275,14 @@ def _event_config_from(name: str, qualifier: str, d: dict[str, Any]) -> EventInv
         maximum_event_age_s=d["maximum_event_age_s"],
         destinations=DestinationConfig(on_success=d["on_success"], on_failure=d["on_failure"]),
         last_modified=d["last_modified"],
+    )
+
+
+def _logging_from_doc(d: dict[str, Any]) -> LoggingConfig:
+    app, system = d.get("application_log_level"), d.get("system_log_level")
+    return LoggingConfig(
+        log_format=LogFormat(d.get("log_format") or "Text"),
+        application_log_level=LogLevel[app] if app else None,
+        system_log_level=LogLevel[system] if system else None,
+        log_group=d.get("log_group") or "",
     )

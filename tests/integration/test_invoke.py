@@ -72,6 +72,10 @@ def test_log_tail_has_lambda_lines(lambda_client: Any, fname: str) -> None:
     used = int(report[4].removeprefix("Max Memory Used: ").removesuffix(" MB"))
     assert 1 <= used < 256  # measured from the process, not copied from the config
     assert report[5].startswith("Init Duration: ")  # the first invoke of a new environment
+    # Lambda bills an on-demand init with the invocation that ran it (since August 2025).
+    duration, init = (float(report[i].split(": ")[1].removesuffix(" ms")) for i in (1, 5))
+    billed = int(report[2].removeprefix("Billed Duration: ").removesuffix(" ms"))
+    assert -0.01 <= billed - (duration + init) < 1.01
     assert report[-2] == "Start: cold"  # Lamina's own last field
     warm = tail(lambda_client.invoke(FunctionName=fname, Payload=b"{}", LogType="Tail"))
     assert "Init Duration" not in warm

@@ -28,7 +28,8 @@ What it reads
 What it guarantees
 ------------------
 - ``sys.path`` starts with the task root, then ``/opt/python/lib/python3.X/site-packages`` and
-  ``/opt/python`` (layers) when they exist, then ``PYTHONPATH``. Everything the client itself needs
+  ``/opt/python`` (layers) when they exist, then ``PYTHONPATH``; it ends with the AWS SDK the
+  runtime carries (boto3), at the path in ``_LAMINA_SDK_PATH`` (a variable removed at start-up). Everything the client itself needs
   is imported before that, so user files named ``json.py`` or ``logging.py`` cannot break it.
 - Init: the handler is resolved once. On failure the error is logged to stdout the way Lambda
   logs it, POSTed to ``/runtime/init/error`` with ``Lambda-Runtime-Function-Error-Type``, and the
@@ -815,6 +816,11 @@ def _setup_sys_path(env):
         if entry not in front:
             front.append(entry)
     sys.path[:] = front + [p for p in sys.path if p not in front]
+    # The AWS SDK the runtime carries goes last, as on Lambda: a copy in the zip or a layer wins.
+    # The platform's variable is removed so that user code (and its child processes) never see it.
+    sdk = env.pop("_LAMINA_SDK_PATH", None)
+    if sdk and sdk not in sys.path:
+        sys.path.append(sdk)
 
 
 def _load_handler(spec):
