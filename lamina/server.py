@@ -36,7 +36,9 @@ from lamina.envs.environment import EnvironmentContext
 from lamina.envs.manager import EnvironmentManager
 from lamina.functions.event_configs import EventConfigs
 from lamina.functions.service import FunctionService
+from lamina.functions.sources import SourceFunctions
 from lamina.invoke.concurrency import ConcurrencyLimiter
+from lamina.invoke.debug import DebugSessions
 from lamina.invoke.invoker import Invoker
 from lamina.logs.store import LogStore
 from lamina.model.ids import Arns
@@ -51,6 +53,7 @@ from lamina.store.code import CodeStore
 from lamina.store.db import Database
 from lamina.store.functions import FunctionRepo
 from lamina.store.queue import EventQueue
+from lamina.store.snapshots import SourceSnapshots
 
 log = logging.getLogger("lamina")
 SHUTDOWN_GRACE_S = 5
@@ -223,7 +226,9 @@ async def run(settings: Settings) -> None:
         retirer=manager,
         account_concurrency=settings.max_concurrency,
     )
-    invoker = Invoker(functions=functions, manager=manager, limiter=ConcurrencyLimiter(settings.max_concurrency))
+    sources = SourceFunctions(functions=functions, snapshots=SourceSnapshots(code))
+    debug = DebugSessions(functions=functions, manager=manager, root=data / "debug")
+    invoker = Invoker(functions=functions, manager=manager, limiter=ConcurrencyLimiter(settings.max_concurrency), sources=sources)
     queue = EventQueue(db)
     event_configs = EventConfigs(functions=functions, repo=repo)
     dispatcher = Dispatcher(
@@ -237,6 +242,7 @@ async def run(settings: Settings) -> None:
     try:
         await isolation.open()
         await functions.load()
+        await sources.load()
         app = build_app(
             Services(
                 functions=functions,
@@ -250,6 +256,8 @@ async def run(settings: Settings) -> None:
                 account_id=settings.account_id,
                 region=settings.region,
                 concurrency_limit=settings.max_concurrency,
+                sources=sources,
+                debug=debug,
             )
         )
         server = _HttpServer(
@@ -286,10 +294,13 @@ async def run(settings: Settings) -> None:
             reaper = tg.create_task(manager.run())
             writer = tg.create_task(queue.run())
             dispatching = tg.create_task(dispatcher.run())
+            watching = tg.create_task(sources.run())
             try:
                 await server.serve(sockets=[sock])
             finally:
                 reaper.cancel()
+                sources.close()
+                watching.cancel()
                 # Running events get the grace period; their settlements need the writer, which
                 # stops last, once everything queued for it is committed.
                 await dispatcher.stop(SHUTDOWN_GRACE_S)

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lamina.envs import debugging
 from lamina.logs import format as logfmt
 from lamina.logs.store import LogStore
 from lamina.model.function import FunctionConfig
@@ -47,6 +48,7 @@ from lamina.runtimeapi.session import InitError, InvocationExpired, NextEvent, R
 from lamina.runtimeapi.wire import MAX_RESPONSE_BYTES
 from lamina.runtimes.catalog import PYTHON_BOOTSTRAP, RUNTIME_DIR_INSIDE, RuntimeInfo, python_argv, python_argv_inside
 from lamina.sandbox.base import Limits, Mount, NetworkMode, Sandbox, SandboxExit, SandboxSetup, SandboxSpec
+from lamina.sandbox.process import ProcessSandbox
 
 TAIL_BYTES = 4096
 # How long an environment stays thawed after an invocation before it is frozen (see the module
@@ -100,6 +102,8 @@ class EnvironmentStatistics:
     warm: bool
     idle_since: float
     provisioned: bool
+    code_sha256: str
+    debug_port: int | None
 
 
 def _platform_error(request_id: str, error_type: str, detail: str) -> str:
@@ -116,6 +120,7 @@ class ExecutionEnvironment:
         ctx: EnvironmentContext,
         network: NetworkMode | None = None,
         provisioned: bool = False,
+        debug: debugging.DebugSetup | None = None,
         on_dead: Callable[[ExecutionEnvironment], None] | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
@@ -133,7 +138,12 @@ class ExecutionEnvironment:
         self._code_dir = code_dir
         self._ctx = ctx
         self._on_dead = on_dead
-        self._sandbox = ctx.sandboxes(
+        # A debug session's environment: a plain process whose debugger the host can reach, and no
+        # function timeout while it may be paused (envs/debugging.py).
+        self.debug = debug
+        # The code hash every REPORT line and log record of this environment carries (12 hex digits).
+        self.code_hash = config.code.sha256_hex[:12]
+        self._sandbox = (ProcessSandbox if debug is not None else ctx.sandboxes)(
             SandboxSetup(
                 id=self.id,
                 work_dir=ctx.work_root / self.id,
@@ -162,6 +172,11 @@ class ExecutionEnvironment:
         self._start_kind = "cold"  # of the invocation in flight: cold, warm or provisioned
 
     # --- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def code_dir(self) -> Path:
+        """The code directory on the host (what a debugger sees, as debug environments are processes)."""
+        return self._code_dir
 
     @property
     def warm(self) -> bool:
@@ -330,6 +345,8 @@ class ExecutionEnvironment:
         )
         if not self._runtime.is_custom:
             env["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{c.runtime}"
+        if self.debug is not None:
+            env.update(debugging.runtime_env(self.debug, c.runtime))
         if c.logging.log_format == "JSON":
             env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
             if c.logging.application_log_level:
@@ -454,7 +471,7 @@ class ExecutionEnvironment:
         rid = inv.request_id
         c = self.config
         t_start = time.perf_counter()
-        deadline = t_start + c.timeout
+        deadline = t_start + (c.timeout if self.debug is None else debugging.DEBUG_TIMEOUT_S)
         init_ms = self._init_ms
         self._init_ms = None
         cold = init_ms is not None or self._needs_launch
@@ -552,6 +569,7 @@ class ExecutionEnvironment:
         report = functools.partial(
             logfmt.report_line,
             inv.request_id, timings, self.config.memory_size, status=status, error_type=error_type if status else None,
+            code=self.code_hash,
         )  # fmt: skip
         tail = None
         if self._tail is not None:
@@ -621,7 +639,8 @@ class ExecutionEnvironment:
     def _flush_logs(self) -> None:
         if self._pending:
             pending, self._pending = self._pending, []
-            self._ctx.logs.write(self.config.name, self.stream, [(t, m if isinstance(m, str) else m()) for t, m in pending])
+            self._ctx.logs.write(self.config.name, self.stream, [(t, m if isinstance(m, str) else m()) for t, m in pending],
+                                 code=self.code_hash)  # fmt: skip
 
     def statistics(self) -> EnvironmentStatistics:
         return EnvironmentStatistics(
@@ -633,6 +652,8 @@ class ExecutionEnvironment:
             warm=self.warm,
             idle_since=self.idle_since,
             provisioned=self.provisioned,
+            code_sha256=self.config.code.sha256_hex,
+            debug_port=self.debug.port if self.debug is not None else None,
         )
 
 

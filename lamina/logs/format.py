@@ -22,7 +22,13 @@ def billed_ms(duration_ms: float) -> int:
 
 
 def report_line(
-    request_id: str, timings: InvokeTimings, memory_size: int, *, status: str | None = None, error_type: str | None = None
+    request_id: str,
+    timings: InvokeTimings,
+    memory_size: int,
+    *,
+    status: str | None = None,
+    error_type: str | None = None,
+    code: str | None = None,
 ) -> str:
     parts = [
         f"REPORT RequestId: {request_id}",
@@ -39,6 +45,10 @@ def report_line(
         parts.append(f"Error Type: {error_type}")
     # Lamina's addition, last so Lambda's fields keep their places: cold, warm or provisioned.
     parts.append(f"Start: {timings.start}")
+    if code:
+        # Lamina's: the first 12 hex digits of the code the invocation ran (CodeSha256 of a zip, in
+        # hex; the tree hash of a source snapshot), so a log says which save produced it.
+        parts.append(f"Code: {code}")
     return "\t".join(parts) + "\t"
 
 

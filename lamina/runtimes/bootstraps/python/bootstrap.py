@@ -928,6 +928,35 @@ def _serve(api, handler, encoder, log_error):
         payload = None
 
 
+# --- debug mode (Lamina's, issue #7: `lamina invoke --debug`) --------------------------------------
+# Only with _LAMINA_DEBUG_PORT set (envs/debugging.py): debugpy, from a directory holding only it,
+# listens on that port, and the handler waits for a debugger to attach before it runs.
+
+
+def _debug_mode(env, handler):
+    port = env.pop("_LAMINA_DEBUG_PORT", None)
+    host = env.pop("_LAMINA_DEBUG_HOST", "127.0.0.1")
+    path = env.pop("_LAMINA_DEBUG_PATH", None)
+    if not port:
+        return handler
+    if path:
+        sys.path.append(path)
+    import debugpy
+
+    debugpy.listen((host, int(port)))
+
+    def attached(event, context):
+        if not debugpy.is_client_connected():
+            _write_log("LAMINA_DEBUG waiting for a debugger on %s:%s\n" % (host, port))
+            debugpy.wait_for_client()
+        return handler(event, context)
+
+    return attached
+
+
+# --- end of debug mode ------------------------------------------------------------------------------
+
+
 def main():
     env = os.environ
     _setup_streams()
@@ -949,7 +978,7 @@ def main():
 
     handler = error = None
     try:
-        handler = _load_handler(env.get("_HANDLER", ""))
+        handler = _debug_mode(env, _load_handler(env.get("_HANDLER", "")))
     except Exception as exc:
         error = _error_from_exception(exc, "")
     if error is not None:

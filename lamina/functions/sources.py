@@ -1,0 +1,245 @@
+"""SourceFunctions: functions whose code is a host directory, reloaded when it changes (issue #7).
+
+`deploy` points a function (new or existing) at a directory: the directory is snapshotted into
+the code store (store/snapshots.py) and the snapshot becomes $LATEST's code. From then on one
+watcher per function (watchfiles: inotify, batched over `STEP_MS`) takes a new snapshot after
+every change and swaps it in (`FunctionService.swap_code`), which retires the environments on the
+old code: idle ones at once, busy ones once their invocation ends. There is no build step: Python
+and Node import the files as they are.
+
+Consistency: while a reload is under way, invokes of the function wait for it (`wait_settled`,
+called by the invoker), so an invoke that arrives after the watcher saw a write runs the new code,
+never the old. A snapshot that fails to import is not skipped: the next invoke gets the import
+error (it runs in a fresh environment), and the last good code is not served in its place.
+
+The watcher lives in the server, not in `lamina dev`: the reload costs no HTTP round trip, and a
+function deployed from a directory keeps reloading whoever deployed it. It ends when the function
+is deleted or its code is replaced by a zip (checked on every change and every `IDLE_CHECK_MS`).
+
+`wait_reload` serves `lamina dev`'s long-poll of reloads (generation numbers, files changed,
+timings). Watchers are tasks in `run()`'s TaskGroup, started by `server.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import watchfiles
+
+from lamina.functions.service import FunctionService
+from lamina.model.errors import InvalidParameterValueException, ResourceNotFoundException
+from lamina.model.function import CodeRef, ConfigChanges, CreateFunctionInput, FunctionConfig
+from lamina.store.snapshots import SourceSnapshots, ignored
+
+log = logging.getLogger("lamina.functions.sources")
+
+# watchfiles yields a batch once no new change came for STEP_MS (an editor's save is a burst of
+# events), or after DEBOUNCE_MS of steady changes. Both bound the reload latency (budget 100 ms).
+STEP_MS = 5
+DEBOUNCE_MS = 50
+IDLE_CHECK_MS = 1000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reload:
+    """The latest snapshot a source function runs, as `lamina dev` prints it."""
+
+    generation: int  # 1 for the deploy's snapshot, +1 for each reload that changed the code
+    code: CodeRef
+    changed: tuple[str, ...]
+    snapshot_ms: float
+    live_at: float  # epoch seconds the code became what invokes run
+    write_to_live_ms: float | None  # from the newest changed file's modification time to live_at
+    write_to_seen_ms: float | None = None  # from that modification time to the watcher's batch
+    error: str | None = None  # a reload that could not take a snapshot (the previous code stays)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceDeploy:
+    name: str
+    directory: Path
+    changes: ConfigChanges  # runtime, handler, memory, timeout, environment (None: keep / default)
+
+
+@dataclass(slots=True)
+class _Watch:
+    source: Path
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    settled: asyncio.Event = field(default_factory=asyncio.Event)  # set while no reload is under way
+    changed: asyncio.Event = field(default_factory=asyncio.Event)  # set (and replaced) on each reload
+    last: Reload | None = None
+
+
+class SourceFunctions:
+    def __init__(self, *, functions: FunctionService, snapshots: SourceSnapshots) -> None:
+        self._functions = functions
+        self._snapshots = snapshots
+        self._watches: dict[str, _Watch] = {}
+        self._start: asyncio.Queue[str] = asyncio.Queue()
+
+    # --- control ---------------------------------------------------------------------------------
+
+    async def deploy(self, req: SourceDeploy) -> tuple[FunctionConfig, Reload]:
+        """Create the function from the directory, or point an existing one at it; then watch it."""
+        directory = req.directory
+        if not directory.is_absolute():
+            raise InvalidParameterValueException(f"The source directory must be an absolute path, not {directory}.")
+        self._snapshots.forget(directory)  # first snapshot reads every file
+        snap = await asyncio.to_thread(self._snapshots.take, directory)
+        rec = self._functions.find(req.name)
+        if rec is None:
+            config = await self._functions.create(CreateFunctionInput(name=req.name, changes=req.changes, zip_file=None, code=snap.code))
+            await self._functions.finish_pending(req.name)
+        else:
+            if any(v is not None for v in (req.changes.runtime, req.changes.handler, req.changes.memory_size,
+                                           req.changes.timeout, req.changes.environment)):  # fmt: skip
+                await self._functions.finish_pending(req.name)
+                await self._functions.update_configuration(req.name, replace(req.changes, role=None))
+            config = await self._functions.swap_code(req.name, snap.code)
+        old = self._watches.pop(req.name, None)
+        if old is not None:
+            old.stop.set()
+        watch = _Watch(source=directory)
+        watch.settled.set()
+        watch.last = Reload(generation=1, code=snap.code, changed=snap.changed, snapshot_ms=snap.took_ms,
+                            live_at=time.time(), write_to_live_ms=None)  # fmt: skip
+        self._watches[req.name] = watch
+        self._start.put_nowait(req.name)
+        return config, watch.last
+
+    def current(self, name: str) -> Reload:
+        watch = self._watches.get(name)
+        if watch is None or watch.last is None:
+            raise ResourceNotFoundException(f"Function {name} is not deployed from a source directory.")
+        return watch.last
+
+    async def wait_reload(self, name: str, after: int, timeout: float) -> Reload:
+        """The current Reload once its generation passes `after`, or after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            last = self.current(name)
+            remaining = deadline - time.monotonic()
+            if last.generation > after or remaining <= 0:
+                return last
+            watch = self._watches[name]
+            try:
+                await asyncio.wait_for(watch.changed.wait(), remaining)
+            except TimeoutError:
+                pass
+
+    def reloading(self, name: str) -> asyncio.Event | None:
+        """An event to await before invoking `name`, while a reload of it is under way; else None."""
+        watch = self._watches.get(name)
+        if watch is None or watch.settled.is_set():
+            return None
+        return watch.settled
+
+    # --- watching --------------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Watch every function whose $LATEST runs a source snapshot (after a restart), taking a new
+        snapshot first: the directory may have changed while the server was down."""
+        for rec in self._functions.list_functions():
+            source = rec.latest.code.source
+            if source is None:
+                continue
+            watch = _Watch(source=Path(source))
+            self._watches[rec.name] = watch
+            await self._reload(rec.name, watch, first=True)
+            self._start.put_nowait(rec.name)
+
+    async def run(self) -> None:
+        """Run one watcher per source function until cancelled (each ends with its function)."""
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                name = await self._start.get()
+                watch = self._watches.get(name)
+                if watch is not None and not watch.stop.is_set():
+                    tg.create_task(self._watch(name, watch))
+
+    def _still_watched(self, name: str, watch: _Watch) -> bool:
+        rec = self._functions.find(name)
+        return (
+            not watch.stop.is_set()
+            and self._watches.get(name) is watch
+            and rec is not None
+            and rec.latest.code.source == str(watch.source)
+        )
+
+    async def _watch(self, name: str, watch: _Watch) -> None:
+        def keep(change: watchfiles.Change, path: str) -> bool:
+            rel = Path(path).relative_to(watch.source).parts if path.startswith(str(watch.source)) else ()
+            return bool(rel) and not ignored(rel)
+
+        try:
+            async for changes in watchfiles.awatch(
+                watch.source,
+                watch_filter=keep,
+                step=STEP_MS,
+                debounce=DEBOUNCE_MS,
+                stop_event=watch.stop,
+                rust_timeout=IDLE_CHECK_MS,
+                yield_on_timeout=True,
+            ):
+                if not self._still_watched(name, watch):
+                    break
+                if changes:
+                    await self._reload(name, watch, seen=time.time())
+        except FileNotFoundError as exc:
+            watch.last = replace(self.current(name), error=f"The source directory is gone: {exc}")
+            watch.changed.set()
+        finally:
+            if self._watches.get(name) is watch and not self._still_watched(name, watch):
+                del self._watches[name]
+            watch.settled.set()
+
+    async def _reload(self, name: str, watch: _Watch, *, first: bool = False, seen: float | None = None) -> None:
+        watch.settled.clear()
+        try:
+            try:
+                snap = await asyncio.to_thread(self._snapshots.take, watch.source)
+            except OSError:
+                # A file vanished between the walk and the link (an editor's rename dance): again,
+                # reading every file.
+                self._snapshots.forget(watch.source)
+                snap = await asyncio.to_thread(self._snapshots.take, watch.source)
+        except (OSError, InvalidParameterValueException) as exc:
+            log.warning("snapshot of %s for %s failed: %s", watch.source, name, exc)
+            if watch.last is not None:
+                watch.last = replace(watch.last, error=str(exc))
+                self._notify(watch)
+            watch.settled.set()
+            return
+        previous = watch.last
+        try:
+            if previous is None or snap.code != previous.code:
+                await self._functions.swap_code(name, snap.code)
+        except ResourceNotFoundException:
+            watch.stop.set()  # deleted meanwhile
+            watch.settled.set()
+            return
+        now = time.time()
+        if previous is None or snap.code != previous.code or first:
+            watch.last = Reload(
+                generation=(previous.generation + 1) if previous is not None else 1,
+                code=snap.code,
+                changed=snap.changed,
+                snapshot_ms=snap.took_ms,
+                live_at=now,
+                write_to_live_ms=(now - snap.newest_write) * 1000 if snap.newest_write and not first else None,
+                write_to_seen_ms=(seen - snap.newest_write) * 1000 if snap.newest_write and seen else None,
+            )
+            self._notify(watch)
+        watch.settled.set()
+
+    def _notify(self, watch: _Watch) -> None:
+        event, watch.changed = watch.changed, asyncio.Event()
+        event.set()
+
+    def close(self) -> None:
+        for watch in self._watches.values():
+            watch.stop.set()
