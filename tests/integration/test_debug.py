@@ -1,0 +1,177 @@
+"""One-flag debugging (issue #7): a real debugpy inside the environment, attached to by a small
+Debug Adapter Protocol client (what VS Code speaks): breakpoint, evaluate, continue; the function
+timeout does not fire while the handler is paused."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+
+from lamina.testing import RunningServer, deploy, wait_for_log
+
+HANDLER = """def handler(event, context):
+    answer = event["x"] * 2
+    return {"answer": answer}
+"""
+BREAK_LINE = 3
+
+
+class DapClient:
+    """Just enough DAP over a socket: requests with sequence numbers, events kept in order."""
+
+    def __init__(self, host: str, port: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._sock = socket.create_connection((host, port), timeout=timeout)
+                break
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        self._buf = b""
+        self._seq = 0
+        self._timeout = timeout
+        self.events: list[dict[str, Any]] = []
+        self._responses: dict[int, dict[str, Any]] = {}
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def send(self, command: str, **arguments: Any) -> int:
+        self._seq += 1
+        body = json.dumps({"seq": self._seq, "type": "request", "command": command, "arguments": arguments}).encode()
+        self._sock.sendall(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        return self._seq
+
+    def _read_message(self) -> dict[str, Any]:
+        while b"\r\n\r\n" not in self._buf:
+            self._recv()
+        head, self._buf = self._buf.split(b"\r\n\r\n", 1)
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+        while len(self._buf) < length:
+            self._recv()
+        body, self._buf = self._buf[:length], self._buf[length:]
+        message: dict[str, Any] = json.loads(body)
+        return message
+
+    def _recv(self) -> None:
+        chunk = self._sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the debug adapter closed the connection")
+        self._buf += chunk
+
+    def _pump_until(self, done: Any) -> Any:
+        deadline = time.monotonic() + self._timeout
+        while True:
+            found = done()
+            if found is not None:
+                return found
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no such DAP message; events: {[e.get('event') for e in self.events]}")
+            message = self._read_message()
+            if message["type"] == "event":
+                self.events.append(message)
+            elif message["type"] == "response":
+                self._responses[message["request_seq"]] = message
+
+    def response(self, seq: int) -> dict[str, Any]:
+        message: dict[str, Any] = self._pump_until(lambda: self._responses.pop(seq, None))
+        assert message["success"], message
+        return message
+
+    def request(self, command: str, **arguments: Any) -> dict[str, Any]:
+        return self.response(self.send(command, **arguments))
+
+    def event(self, name: str) -> dict[str, Any]:
+        def find() -> dict[str, Any] | None:
+            for i, e in enumerate(self.events):
+                if e.get("event") == name:
+                    return self.events.pop(i)
+            return None
+
+        found: dict[str, Any] = self._pump_until(find)
+        return found
+
+
+def _admin(server: RunningServer, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(server.endpoint + path, data=data, method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        raw = resp.read()
+    return json.loads(raw) if raw else {}
+
+
+@pytest.mark.timeout(120)
+def test_breakpoint_hit_evaluate_continue_and_no_timeout_while_paused(server: RunningServer, fname: str) -> None:
+    deploy(server.client(), fname, {"app.py": HANDLER}, Timeout=1)
+    session = _admin(server, "PUT", f"/lamina/v1/functions/{fname}/debug", {"Port": 0})
+    assert session["Port"] > 0 and session["Isolation"] == "process"
+    handler_path = f"{session['RemoteRoot']}/app.py"
+
+    client = server.client(read_timeout=90)
+    results: list[dict[str, Any]] = []
+    invoking = threading.Thread(target=lambda: results.append(client.invoke(FunctionName=fname, Payload=b'{"x": 21}')))
+    invoking.start()
+    dap = DapClient(session["Host"], session["Port"])
+    try:
+        dap.request("initialize", clientID="lamina-test", adapterID="debugpy", pathFormat="path",
+                    linesStartAt1=True, columnsStartAt1=True)  # fmt: skip
+        attach = dap.send("attach", justMyCode=False)
+        dap.event("initialized")
+        set_bp = dap.request("setBreakpoints", source={"path": handler_path}, breakpoints=[{"line": BREAK_LINE}])
+        assert set_bp["body"]["breakpoints"][0]["verified"], set_bp
+        dap.request("configurationDone")
+        dap.response(attach)
+
+        stopped = dap.event("stopped")
+        paused_at = time.monotonic()
+        assert stopped["body"]["reason"] == "breakpoint"
+        thread = stopped["body"]["threadId"]
+        frame = dap.request("stackTrace", threadId=thread, levels=1)["body"]["stackFrames"][0]
+        assert (frame["line"], frame["source"]["path"]) == (BREAK_LINE, handler_path)
+        value = dap.request("evaluate", expression="answer", frameId=frame["id"], context="repl")["body"]["result"]
+        assert value == "42"
+
+        time.sleep(1.5)  # the scenario itself: paused for longer than the 1 s function timeout
+        assert not results, "the invoke answered while the handler was paused"
+        dap.request("continue", threadId=thread)
+        invoking.join(60)
+        paused_s = time.monotonic() - paused_at
+    finally:
+        dap.close()
+        _admin(server, "DELETE", f"/lamina/v1/functions/{fname}/debug")
+    assert len(results) == 1
+    resp = results[0]
+    assert "FunctionError" not in resp, resp
+    assert json.loads(resp["Payload"].read()) == {"answer": 42}
+    assert paused_s > 1.0
+    # The handler had waited for the debugger before it ran.
+    wait_for_log(server.endpoint, fname, "LAMINA_DEBUG waiting for a debugger")
+    print(f"\npaused {paused_s:.2f} s at app.py:{BREAK_LINE} under a 1 s timeout; invoke answered after continue")
+
+    # The session is over: ordinary environments again, and the 1 s timeout applies.
+    after = server.client().invoke(FunctionName=fname, Payload=b'{"x": 1}')
+    assert json.loads(after["Payload"].read()) == {"answer": 2}
+
+
+def test_debug_refuses_an_unknown_function_and_a_taken_port(server: RunningServer, fname: str) -> None:
+    import urllib.error
+
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        _admin(server, "PUT", f"/lamina/v1/functions/{fname}/debug", {"Port": 0})
+    assert missing.value.code == 404
+    deploy(server.client(), fname, {"app.py": HANDLER})
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(urllib.error.HTTPError) as conflict:
+            _admin(server, "PUT", f"/lamina/v1/functions/{fname}/debug", {"Port": taken.getsockname()[1]})
+    assert conflict.value.code == 409
+    assert "is in use" in json.loads(conflict.value.read())["message"]
