@@ -91,3 +91,18 @@ def failed_events_table(events: Iterable[FailedEvent]) -> Table:
 
 def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def launch_config(host: str, port: int, local_root: str, remote_root: str) -> str:
+    """A VS Code launch.json attach configuration for a debug session (issue #7)."""
+    return json.dumps(
+        {
+            "name": "Attach to Lamina",
+            "type": "debugpy",
+            "request": "attach",
+            "connect": {"host": host, "port": port},
+            "pathMappings": [{"localRoot": local_root, "remoteRoot": remote_root}],
+            "justMyCode": True,
+        },
+        indent=2,
+    )

@@ -197,7 +197,7 @@ class EnvironmentManager:
             pool.retiring |= pool.busy
             pool.provisioned_target = 0
             for env in idle:
-                if wait:
+                if wait or name in self._debug:  # a debug environment's port must be free again first
                     await env.stop()
                 else:
                     task = asyncio.ensure_future(env.stop())
