@@ -72,10 +72,12 @@ def test_log_tail_has_lambda_lines(lambda_client: Any, fname: str) -> None:
     used = int(report[4].removeprefix("Max Memory Used: ").removesuffix(" MB"))
     assert 1 <= used < 256  # measured from the process, not copied from the config
     assert report[5].startswith("Init Duration: ")  # the first invoke of a new environment
-    assert report[-2] == "Start: cold"  # Lamina's own last field
+    assert report[-3] == "Start: cold"  # Lamina's own last fields: the start kind and the code hash
+    sha = lambda_client.get_function_configuration(FunctionName=fname)["CodeSha256"]
+    assert report[-2] == f"Code: {base64.b64decode(sha).hex()[:12]}"
     warm = tail(lambda_client.invoke(FunctionName=fname, Payload=b"{}", LogType="Tail"))
     assert "Init Duration" not in warm
-    assert warm.rstrip("\n").splitlines()[-1].endswith("\tStart: warm\t")
+    assert "\tStart: warm\tCode: " in warm.rstrip("\n").splitlines()[-1]
 
 
 def test_log_tail_is_at_most_4kb(lambda_client: Any, fname: str) -> None:
