@@ -2,14 +2,14 @@
 
 Start: data directory → SQLite → code and log stores → runtime catalog → environments →
 functions (loaded from the store) → source-directory watchers (issue #7) → invoker → event queue
-and dispatcher → HTTP. The listening
-socket is bound before the "listening" line is printed, so a client that reads that line can
-connect at once.
+and dispatcher → HTTP. The listening socket is bound before the "listening" line is printed, so a
+client that reads that line can connect at once.
 
 Stop (SIGINT/SIGTERM, handled by uvicorn): stop accepting HTTP and finish open requests (Event
 invokes waiting for their commit included); stop claiming events and give running ones the grace
 period (the rest stay leased and run again at the next start); commit what the queue's writer
-holds; stop the source watchers; cancel code unpacking; kill every environment; close log files and the database.
+holds; stop the source watchers; cancel code unpacking; kill every environment; close log files
+and the database.
 """
 
 from __future__ import annotations
