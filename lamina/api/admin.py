@@ -22,9 +22,12 @@ async def health(request: Request, s: Services) -> Response:
 async def download_code(request: Request, s: Services) -> Response:
     """The target of GetFunction's Code.Location."""
     sha = request.path_params["sha"]
-    if not _SHA.match(sha) or not s.code.has(sha):
+    if _SHA.match(sha) and s.code.has(sha):
+        return FileResponse(s.code.zip_path(sha), media_type="application/zip", filename=f"{sha}.zip")
+    tree = await s.code.zip_tree(sha) if _SHA.match(sha) else None  # a source snapshot's code
+    if tree is None:
         raise ResourceNotFoundException(f"Code {sha} not found")
-    return FileResponse(s.code.zip_path(sha), media_type="application/zip", filename=f"{sha}.zip")
+    return Response(tree, media_type="application/zip", headers={"Content-Disposition": f'attachment; filename="{sha}.zip"'})
 
 
 def int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:

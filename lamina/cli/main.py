@@ -370,6 +370,12 @@ def dev(
 
     from lamina.cli.client import CliError
 
+    import signal
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops as Ctrl-C does: the server it started goes too
+
+    signal.signal(signal.SIGTERM, interrupted)
     endpoint = _endpoint(ctx)
     admin = _admin(ctx)
     fn = name or re.sub(r"[^a-zA-Z0-9-_]", "-", directory.name)[:64]
@@ -391,7 +397,7 @@ def dev(
         if debug:
             _print_debug(admin.start_debug(fn, debug_port), directory)
         threading.Thread(target=_tail_logs, args=(admin, fn), daemon=True).start()
-        generation = state.generation
+        generation, last_error = state.generation, state.error
         while True:
             try:
                 state = admin.source(fn, after=generation, wait=20)
@@ -399,9 +405,9 @@ def dev(
                 if exc.code == "ResourceNotFoundException":
                     raise CliError(f"{fn} is no longer deployed from {directory} (deleted, or given a zip)") from exc
                 raise
-            if state.generation == generation and state.error is None:
-                continue
-            generation = state.generation
+            if state.generation == generation and state.error == last_error:
+                continue  # the long-poll ended without news
+            generation, last_error = state.generation, state.error
             stamp = time.strftime("%H:%M:%S")
             if state.error is not None:
                 out.print(Text(f"{stamp} reload failed: {state.error}", style="red"))

@@ -28,7 +28,12 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import watchfiles
+from concurrent.futures import ThreadPoolExecutor
+
+# watchfiles' own Rust watcher, used directly rather than through `awatch`: it starts watching when
+# it is made, so it can be made before the first snapshot (no write between the two is missed), and
+# it keeps changes that arrive while a reload is under way for its next `watch` call.
+from watchfiles._rust_notify import RustNotify
 
 from lamina.functions.service import FunctionService
 from lamina.model.errors import InvalidParameterValueException, ResourceNotFoundException
@@ -37,11 +42,15 @@ from lamina.store.snapshots import SourceSnapshots, ignored
 
 log = logging.getLogger("lamina.functions.sources")
 
-# watchfiles yields a batch once no new change came for STEP_MS (an editor's save is a burst of
+# RustNotify.watch returns a batch once no new change came for STEP_MS (an editor's save is a burst of
 # events), or after DEBOUNCE_MS of steady changes. Both bound the reload latency (budget 100 ms).
 STEP_MS = 5
 DEBOUNCE_MS = 50
 IDLE_CHECK_MS = 1000
+# Snapshots kept per watched directory (the current one included): environments retired by a
+# reload finish their invocation on the files they started with. Older ones are deleted unless
+# a version of some function still runs them.
+KEEP_SNAPSHOTS = 4
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,10 +77,13 @@ class SourceDeploy:
 @dataclass(slots=True)
 class _Watch:
     source: Path
+    notify: RustNotify  # watching since before the watch's first snapshot
+    started: bool = False  # a task runs `_watch` for it (it then owns closing `notify`)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     settled: asyncio.Event = field(default_factory=asyncio.Event)  # set while no reload is under way
     changed: asyncio.Event = field(default_factory=asyncio.Event)  # set (and replaced) on each reload
     last: Reload | None = None
+    history: list[CodeRef] = field(default_factory=list)  # snapshots this watch made, oldest first
 
 
 class SourceFunctions:
@@ -80,6 +92,8 @@ class SourceFunctions:
         self._snapshots = snapshots
         self._watches: dict[str, _Watch] = {}
         self._start: asyncio.Queue[str] = asyncio.Queue()
+        # Each watcher blocks one of these threads in RustNotify.watch (up to IDLE_CHECK_MS at a time).
+        self._threads = ThreadPoolExecutor(max_workers=256, thread_name_prefix="lamina-watch")
 
     # --- control ---------------------------------------------------------------------------------
 
@@ -88,8 +102,15 @@ class SourceFunctions:
         directory = req.directory
         if not directory.is_absolute():
             raise InvalidParameterValueException(f"The source directory must be an absolute path, not {directory}.")
+        if not directory.is_dir():
+            raise InvalidParameterValueException(f"The source directory {directory} does not exist or is not a directory.")
+        notify = await self._start_notify(directory)
         self._snapshots.forget(directory)  # first snapshot reads every file
-        snap = await asyncio.to_thread(self._snapshots.take, directory)
+        try:
+            snap = await asyncio.to_thread(self._snapshots.take, directory)
+        except BaseException:
+            notify.close()
+            raise
         rec = self._functions.find(req.name)
         if rec is None:
             config = await self._functions.create(CreateFunctionInput(name=req.name, changes=req.changes, zip_file=None, code=snap.code))
@@ -103,7 +124,9 @@ class SourceFunctions:
         old = self._watches.pop(req.name, None)
         if old is not None:
             old.stop.set()
-        watch = _Watch(source=directory)
+            if not old.started:
+                old.notify.close()
+        watch = _Watch(source=directory, notify=notify, history=[snap.code])
         watch.settled.set()
         watch.last = Reload(generation=1, code=snap.code, changed=snap.changed, snapshot_ms=snap.took_ms,
                             live_at=time.time(), write_to_live_ms=None)  # fmt: skip
@@ -147,7 +170,12 @@ class SourceFunctions:
             source = rec.latest.code.source
             if source is None:
                 continue
-            watch = _Watch(source=Path(source))
+            try:
+                notify = await self._start_notify(Path(source))
+            except OSError as exc:
+                log.warning("cannot watch %s for %s: %s", source, rec.name, exc)
+                continue  # the function keeps its last snapshot; deploying the directory again resumes
+            watch = _Watch(source=Path(source), notify=notify)
             self._watches[rec.name] = watch
             await self._reload(rec.name, watch, first=True)
             self._start.put_nowait(rec.name)
@@ -158,7 +186,8 @@ class SourceFunctions:
             while True:
                 name = await self._start.get()
                 watch = self._watches.get(name)
-                if watch is not None and not watch.stop.is_set():
+                if watch is not None and not watch.stop.is_set() and not watch.started:
+                    watch.started = True
                     tg.create_task(self._watch(name, watch))
 
     def _still_watched(self, name: str, watch: _Watch) -> bool:
@@ -170,29 +199,34 @@ class SourceFunctions:
             and rec.latest.code.source == str(watch.source)
         )
 
-    async def _watch(self, name: str, watch: _Watch) -> None:
-        def keep(change: watchfiles.Change, path: str) -> bool:
-            rel = Path(path).relative_to(watch.source).parts if path.startswith(str(watch.source)) else ()
-            return bool(rel) and not ignored(rel)
+    async def _start_notify(self, directory: Path) -> RustNotify:
+        """A Rust watcher of `directory`, watching when this returns (FileNotFoundError if gone)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, RustNotify, [str(directory)], False, False, 300, True, False)
 
+    async def _watch(self, name: str, watch: _Watch) -> None:
+        loop = asyncio.get_running_loop()
+        prefix = str(watch.source) + "/"
+        cancelled = False
         try:
-            async for changes in watchfiles.awatch(
-                watch.source,
-                watch_filter=keep,
-                step=STEP_MS,
-                debounce=DEBOUNCE_MS,
-                stop_event=watch.stop,
-                rust_timeout=IDLE_CHECK_MS,
-                yield_on_timeout=True,
-            ):
-                if not self._still_watched(name, watch):
-                    break
-                if changes:
-                    await self._reload(name, watch, seen=time.time())
-        except FileNotFoundError as exc:
-            watch.last = replace(self.current(name), error=f"The source directory is gone: {exc}")
-            watch.changed.set()
+            while self._still_watched(name, watch):
+                # Blocks a thread of this class's own pool (never the default executor's few) for up
+                # to IDLE_CHECK_MS; the stop event is read by that thread on every step.
+                raw = await loop.run_in_executor(self._threads, watch.notify.watch, DEBOUNCE_MS, STEP_MS, IDLE_CHECK_MS, watch.stop)
+                if raw == "stop" or not isinstance(raw, set):
+                    continue  # stop, timeout (or a signal): the loop condition decides
+                if any(path.startswith(prefix) and not ignored(tuple(path[len(prefix):].split("/"))) for _, path in raw):
+                    if self._still_watched(name, watch):
+                        await self._reload(name, watch, seen=time.time())
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+        except Exception as exc:  # noqa: BLE001 - the watcher's boundary: it ends this watch, not the server
+            log.error("watching %s for %s stopped", watch.source, name, exc_info=exc)
+            self._fail(name, watch, f"Watching {watch.source} stopped: {exc}. Deploy the directory again to resume.")
         finally:
+            if not cancelled:  # (cancelled at shutdown: its thread may still be in watch(); left to exit)
+                watch.notify.close()
             if self._watches.get(name) is watch and not self._still_watched(name, watch):
                 del self._watches[name]
             watch.settled.set()
@@ -209,9 +243,7 @@ class SourceFunctions:
                 snap = await asyncio.to_thread(self._snapshots.take, watch.source)
         except (OSError, InvalidParameterValueException) as exc:
             log.warning("snapshot of %s for %s failed: %s", watch.source, name, exc)
-            if watch.last is not None:
-                watch.last = replace(watch.last, error=str(exc))
-                self._notify(watch)
+            self._fail(name, watch, str(exc))
             watch.settled.set()
             return
         previous = watch.last
@@ -223,7 +255,9 @@ class SourceFunctions:
             watch.settled.set()
             return
         now = time.time()
-        if previous is None or snap.code != previous.code or first:
+        if previous is None or snap.code != previous.code:
+            await self._prune(watch, snap.code)
+        if previous is None or snap.code != previous.code or first or previous.error is not None:
             watch.last = Reload(
                 generation=(previous.generation + 1) if previous is not None else 1,
                 code=snap.code,
@@ -236,10 +270,40 @@ class SourceFunctions:
             self._notify(watch)
         watch.settled.set()
 
+    async def _prune(self, watch: _Watch, current: CodeRef) -> None:
+        if current in watch.history:
+            watch.history.remove(current)  # back to an earlier tree (an undo): it is the newest again
+        watch.history.append(current)
+        while len(watch.history) > KEEP_SNAPSHOTS:
+            old = watch.history.pop(0)
+            if not self._referenced(old.sha256_hex):
+                await asyncio.to_thread(self._snapshots.remove, old)
+
+    def _referenced(self, sha256_hex: str) -> bool:
+        for rec in self._functions.list_functions():
+            configs = [rec.latest, *rec.versions.values(), *([rec.runnable] if rec.runnable is not None else [])]
+            if any(c.code.sha256_hex == sha256_hex for c in configs):
+                return True
+        return False
+
+    def _fail(self, name: str, watch: _Watch, message: str) -> None:
+        """Record why the latest reload (or the watch) failed; the function keeps its last code."""
+        rec = self._functions.find(name)
+        base = watch.last
+        if base is None:
+            if rec is None:
+                return
+            base = Reload(generation=1, code=rec.latest.code, changed=(), snapshot_ms=0.0, live_at=time.time(),
+                          write_to_live_ms=None)  # fmt: skip
+        watch.last = replace(base, error=message)
+        self._notify(watch)
+
     def _notify(self, watch: _Watch) -> None:
         event, watch.changed = watch.changed, asyncio.Event()
         event.set()
 
     def close(self) -> None:
+        """Stop every watcher (each returns within one step) and release the threads."""
         for watch in self._watches.values():
             watch.stop.set()
+        self._threads.shutdown(wait=False, cancel_futures=True)

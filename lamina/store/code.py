@@ -104,6 +104,28 @@ class CodeStore:
     def has(self, sha256_hex: str) -> bool:
         return self.zip_path(sha256_hex).exists()
 
+    async def zip_tree(self, sha256_hex: str) -> bytes | None:
+        """A zip of unpacked code that was never a zip (a source snapshot, store/snapshots.py), for
+        GetFunction's Code.Location; None if there is no such tree. Built on demand, not kept."""
+        root = self._unpacked / sha256_hex
+        if not root.is_dir():
+            return None
+        return await asyncio.to_thread(_zip_tree, root)
+
+
+def _zip_tree(root: Path) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(root.rglob("*")):
+            rel = path.relative_to(root)
+            if path.is_dir() or "__pycache__" in rel.parts:
+                continue
+            info = zipfile.ZipInfo(rel.as_posix(), date_time=(2024, 1, 1, 0, 0, 0))
+            info.external_attr = (0o100000 | (path.stat().st_mode & 0o777)) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, path.read_bytes())
+    return buf.getvalue()
+
 
 def _safe_member(name: str) -> str:
     """Refuse absolute paths and `..` (zip slip)."""

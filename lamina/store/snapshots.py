@@ -168,6 +168,10 @@ class SourceSnapshots:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
+    def remove(self, code: CodeRef) -> None:
+        """Delete a snapshot no function runs any more (the caller knows; blocking)."""
+        shutil.rmtree(self._code.unpacked_path(code), ignore_errors=True)
+
     def forget(self, source: Path) -> None:
         """Drop what is remembered of `source` (its next snapshot reads every file)."""
         self._last.pop(source, None)

@@ -85,3 +85,17 @@ class DapClient:
 
         found: dict[str, Any] = self._pump_until(find)
         return found
+
+    def attach(self, breakpoints: dict[str, list[int]] | None = None, **arguments: Any) -> list[dict[str, Any]]:
+        """The attach handshake as VS Code does it: initialize, attach, (on `initialized`) set
+        breakpoints by file path, configurationDone. Returns the breakpoints as the adapter set them."""
+        self.request("initialize", clientID="lamina-testing", adapterID="debugpy", pathFormat="path",
+                     linesStartAt1=True, columnsStartAt1=True)  # fmt: skip
+        attach = self.send("attach", justMyCode=True, **arguments)  # debugpy ignores an attach without arguments
+        self.event("initialized")
+        placed = []
+        for path, lines in (breakpoints or {}).items():
+            placed += self.request("setBreakpoints", source={"path": path}, breakpoints=[{"line": n} for n in lines])["body"]["breakpoints"]
+        self.request("configurationDone")
+        self.response(attach)
+        return placed

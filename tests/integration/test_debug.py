@@ -44,14 +44,8 @@ def test_breakpoint_hit_evaluate_continue_and_no_timeout_while_paused(server: Ru
     invoking.start()
     dap = DapClient(session["Host"], session["Port"])
     try:
-        dap.request("initialize", clientID="lamina-test", adapterID="debugpy", pathFormat="path",
-                    linesStartAt1=True, columnsStartAt1=True)  # fmt: skip
-        attach = dap.send("attach", justMyCode=False)
-        dap.event("initialized")
-        set_bp = dap.request("setBreakpoints", source={"path": handler_path}, breakpoints=[{"line": BREAK_LINE}])
-        assert set_bp["body"]["breakpoints"][0]["verified"], set_bp
-        dap.request("configurationDone")
-        dap.response(attach)
+        placed = dap.attach(breakpoints={handler_path: [BREAK_LINE]})
+        assert placed[0]["verified"], placed
 
         stopped = dap.event("stopped")
         paused_at = time.monotonic()

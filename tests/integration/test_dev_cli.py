@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import sys
 import time
 from pathlib import Path
@@ -78,12 +79,7 @@ def test_lamina_invoke_debug_prints_launch_json_and_waits_for_the_debugger(serve
         assert config["pathMappings"][0]["localRoot"] == os.getcwd()
         dap = DapClient(config["connect"]["host"], config["connect"]["port"])
         try:
-            dap.request("initialize", clientID="lamina-test", adapterID="debugpy", pathFormat="path",
-                        linesStartAt1=True, columnsStartAt1=True)  # fmt: skip
-            attach = dap.send("attach", justMyCode=True)
-            dap.event("initialized")
-            dap.request("configurationDone")
-            dap.response(attach)
+            dap.attach()
             out, err = proc.communicate(timeout=60)
         finally:
             dap.close()
@@ -93,3 +89,42 @@ def test_lamina_invoke_debug_prints_launch_json_and_waits_for_the_debugger(serve
             proc.communicate()
     assert proc.returncode == 0, err
     assert json.loads(out) == 42
+
+
+def test_lamina_dev_debug_reattaches_after_a_reload(server: RunningServer, fname: str, tmp_path: Path) -> None:
+    from lamina.testing import free_port
+
+    src = tmp_path / "fn"
+    src.mkdir()
+    os.chmod(tmp_path, 0o755)
+    (src / "app.py").write_text("def handler(event, context):\n    return 'one'\n")
+    port = free_port()
+    dev = _lamina(server, "dev", str(src), "--name", fname, "--runtime", "python3.11", "--debug", "--debug-port", str(port))
+    seen: list[str] = []
+    client = server.client(read_timeout=60)
+
+    def invoke_attached() -> Any:
+        results: list[Any] = []
+        t = threading.Thread(target=lambda: results.append(json.loads(client.invoke(FunctionName=fname)["Payload"].read())))
+        t.start()
+        dap = DapClient("127.0.0.1", port)
+        try:
+            dap.attach()
+            t.join(60)
+        finally:
+            dap.close()
+        return results
+
+    try:
+        assert dev.stdout is not None and dev.stderr is not None
+        _read_until(dev.stdout, r"watching ", seen)
+        config = _read_until(dev.stderr, r'"localRoot": "([^"]+)", "remoteRoot": "([^"]+)"|"localRoot"', seen)
+        assert invoke_attached() == ["one"]
+        (src / "app.py").write_text("def handler(event, context):\n    return 'two'\n")
+        _read_until(dev.stdout, r"reload code", seen)
+        assert invoke_attached() == ["two"]  # a new environment, the same port, attached again
+    finally:
+        dev.send_signal(signal.SIGINT)
+        _, err = dev.communicate(timeout=30)
+    assert dev.returncode == 0, err
+    assert config is not None

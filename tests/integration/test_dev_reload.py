@@ -162,3 +162,41 @@ def test_nested_files_and_removal(server: RunningServer, lambda_client: Any, fna
     assert state["ChangedFiles"] == ["lib/greet.py"]
     body, error = _invoke(lambda_client, fname)
     assert error == "Unhandled" and body["errorType"] == "Runtime.ImportModuleError"
+
+
+def test_old_snapshots_are_pruned_and_code_location_downloads(server: RunningServer, lambda_client: Any, fname: str,
+                                                              source: Path) -> None:  # fmt: skip
+    import io
+    import zipfile
+
+    first = _admin(server, "PUT", f"/lamina/v1/functions/{fname}/source",
+                   {"Directory": str(source), "Runtime": "python3.11", "Handler": "app.handler"})  # fmt: skip
+    unpacked = server.data_dir / "code" / "unpacked"
+    assert (unpacked / first["CodeSha256"]).is_dir()
+    for v in range(2, 7):
+        _write(source / "app.py", HANDLER.format(v=v))
+        last = _wait_generation(server, fname, v - 1)
+    assert not (unpacked / first["CodeSha256"]).exists()  # more than 4 saves ago, run by no version
+    assert (unpacked / last["CodeSha256"]).is_dir()
+
+    location = lambda_client.get_function(FunctionName=fname)["Code"]["Location"]
+    with urllib.request.urlopen(location, timeout=10) as resp:
+        files = zipfile.ZipFile(io.BytesIO(resp.read())).namelist()
+    assert files == ["app.py"]
+
+
+def test_source_function_is_watched_again_after_a_restart(data_dir: Path, source: Path) -> None:
+    from lamina.testing import running_server
+
+    with running_server(data_dir) as srv:
+        _admin(srv, "PUT", "/lamina/v1/functions/dev-restart/source",
+               {"Directory": str(source), "Runtime": "python3.11", "Handler": "app.handler"})  # fmt: skip
+        assert _invoke(srv.client(), "dev-restart")[0]["version"] == 1
+    _write(source / "app.py", HANDLER.format(v=2))  # saved while the server was down
+    with running_server(data_dir) as srv:
+        client = srv.client()
+        assert _invoke(client, "dev-restart")[0]["version"] == 2
+        generation = _admin(srv, "GET", "/lamina/v1/functions/dev-restart/source")["Generation"]
+        _write(source / "app.py", HANDLER.format(v=3))
+        _wait_generation(srv, "dev-restart", generation)
+        assert _invoke(client, "dev-restart")[0]["version"] == 3

@@ -943,7 +943,9 @@ def _debug_mode(env, handler):
         sys.path.append(path)
     import debugpy
 
-    debugpy.listen((host, int(port)))
+    # The adapter in this process: it dies with the environment, freeing the port at once (a
+    # separate adapter daemonizes and holds the port after a reload kills the runtime).
+    debugpy.listen((host, int(port)), in_process_debug_adapter=True)
 
     def attached(event, context):
         if not debugpy.is_client_connected():
