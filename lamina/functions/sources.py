@@ -108,19 +108,10 @@ class SourceFunctions:
         self._snapshots.forget(directory)  # first snapshot reads every file
         try:
             snap = await asyncio.to_thread(self._snapshots.take, directory)
+            config = await self._deploy_snapshot(req, snap.code)
         except BaseException:
-            notify.close()
+            notify.close()  # nothing watches it: the deploy failed (Lambda's error goes to the caller)
             raise
-        rec = self._functions.find(req.name)
-        if rec is None:
-            config = await self._functions.create(CreateFunctionInput(name=req.name, changes=req.changes, zip_file=None, code=snap.code))
-            await self._functions.finish_pending(req.name)
-        else:
-            if any(v is not None for v in (req.changes.runtime, req.changes.handler, req.changes.memory_size,
-                                           req.changes.timeout, req.changes.environment)):  # fmt: skip
-                await self._functions.finish_pending(req.name)
-                await self._functions.update_configuration(req.name, replace(req.changes, role=None))
-            config = await self._functions.swap_code(req.name, snap.code)
         old = self._watches.pop(req.name, None)
         if old is not None:
             old.stop.set()
@@ -133,6 +124,17 @@ class SourceFunctions:
         self._watches[req.name] = watch
         self._start.put_nowait(req.name)
         return config, watch.last
+
+    async def _deploy_snapshot(self, req: SourceDeploy, code: CodeRef) -> FunctionConfig:
+        if self._functions.find(req.name) is None:
+            await self._functions.create(CreateFunctionInput(name=req.name, changes=req.changes, zip_file=None, code=code))
+            await self._functions.finish_pending(req.name)
+            return self._functions.record(req.name).latest
+        c = req.changes
+        if any(v is not None for v in (c.runtime, c.handler, c.memory_size, c.timeout, c.environment)):
+            await self._functions.finish_pending(req.name)
+            await self._functions.update_configuration(req.name, replace(c, role=None))
+        return await self._functions.swap_code(req.name, code)
 
     def current(self, name: str) -> Reload:
         watch = self._watches.get(name)

@@ -49,7 +49,8 @@ def test_lamina_dev_prints_reloads_and_stops_on_ctrl_c(server: RunningServer, fn
         watching = _read_until(dev.stdout, r"watching .* code ([0-9a-f]{12})", seen)
         client = server.client()
         assert json.loads(client.invoke(FunctionName=fname)["Payload"].read()) == 1
-        (src / "app.py").write_text("def handler(event, context):\n    return 2\n")
+        (src / "app.py.tmp").write_text("def handler(event, context):\n    return 2\n")
+        os.replace(src / "app.py.tmp", src / "app.py")  # an editor's save (see test_dev_reload._write)
         reload = _read_until(dev.stdout, r"reload code ([0-9a-f]{12})\s+app\.py\s+\(write → live ([0-9.]+) ms", seen)
         assert reload.group(1) != watching.group(1)
         assert json.loads(client.invoke(FunctionName=fname)["Payload"].read()) == 2
@@ -120,7 +121,8 @@ def test_lamina_dev_debug_reattaches_after_a_reload(server: RunningServer, fname
         _read_until(dev.stdout, r"watching ", seen)
         config = _read_until(dev.stderr, r'"localRoot": "([^"]+)", "remoteRoot": "([^"]+)"|"localRoot"', seen)
         assert invoke_attached() == ["one"]
-        (src / "app.py").write_text("def handler(event, context):\n    return 'two'\n")
+        (src / "app.py.tmp").write_text("def handler(event, context):\n    return 'two'\n")
+        os.replace(src / "app.py.tmp", src / "app.py")
         _read_until(dev.stdout, r"reload code", seen)
         assert invoke_attached() == ["two"]  # a new environment, the same port, attached again
     finally:

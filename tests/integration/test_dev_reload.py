@@ -32,8 +32,11 @@ def _invoke(client: Any, name: str, payload: dict[str, Any] | None = None) -> tu
 
 
 def _write(path: Path, text: str) -> float:
-    """Write as an editor saving in place does; returns the time of the write."""
-    path.write_text(text)
+    """Save as most editors do (a temporary file renamed over the old one, so no reader sees it half
+    written); returns the time of the save. In-place saves are covered by tests/unit/store."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
     return time.time()
 
 
@@ -153,7 +156,7 @@ def test_nested_files_and_removal(server: RunningServer, lambda_client: Any, fna
     _admin(server, "PUT", f"/lamina/v1/functions/{fname}/source",
            {"Directory": str(source), "Runtime": "python3.11", "Handler": "app.handler"})  # fmt: skip
     assert _invoke(lambda_client, fname) == ("hello", None)
-    (source / "lib" / "greet.py").write_text("WORD = 'bonjour'\n")
+    _write(source / "lib" / "greet.py", "WORD = 'bonjour'\n")
     state = _wait_generation(server, fname, 1)
     assert state["ChangedFiles"] == ["lib/greet.py"]
     assert _invoke(lambda_client, fname) == ("bonjour", None)
