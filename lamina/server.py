@@ -227,7 +227,11 @@ async def run(settings: Settings) -> None:
         retirer=manager,
         account_concurrency=settings.max_concurrency,
     )
-    sources = SourceFunctions(functions=functions, snapshots=SourceSnapshots(code))
+    sources = SourceFunctions(
+        functions=functions,
+        snapshots=SourceSnapshots(code),
+        on_reload=lambda config: manager.prewarm(config, network=functions.network_of(config.name)),
+    )
     debug = DebugSessions(functions=functions, manager=manager, root=data / "debug")
     invoker = Invoker(functions=functions, manager=manager, limiter=ConcurrencyLimiter(settings.max_concurrency), sources=sources)
     queue = EventQueue(db)

@@ -79,7 +79,10 @@ class EnvironmentManager:
         self._fills: dict[tuple[str, str], asyncio.Task[None]] = {}
         # Functions in a debug session (envs/debugging.py): their environments run the debugger.
         self._debug: dict[str, DebugSetup] = {}
-        self._stopping: set[asyncio.Future[None]] = set()  # background stops (retire(wait=False))
+        # Background work close() waits for: stops (retire(wait=False)) and prewarms after a reload.
+        self._stopping: set[asyncio.Future[None]] = set()
+        # Prewarms under way, by (function, version): the configuration and when it is idle.
+        self._warming: dict[tuple[str, str], tuple[FunctionConfig, asyncio.Future[None]]] = {}
 
     def acquire(self, config: FunctionConfig, *, network: str | None = None) -> _Loan:
         """An environment for `config`, lent for an `async with` block; `network` is the function's
@@ -97,6 +100,12 @@ class EnvironmentManager:
                 reason="ReservedFunctionConcurrentInvocationLimitExceeded",
             )
         env = await self._take_idle(pool, config, mode)
+        warming = self._warming.get((config.name, config.version)) if env is None else None
+        if warming is not None and warming[0].runs_like(config):
+            # A reload's environment is starting: wait for it rather than start a second one.
+            await asyncio.shield(warming[1])
+            pool = self._pools.setdefault((config.name, config.version), _Pool())
+            env = await self._take_idle(pool, config, mode)
         if env is None:
             self._cold += 1
             env = await self._create(config, mode)
@@ -205,6 +214,37 @@ class EnvironmentManager:
                     task.add_done_callback(self._stopping.discard)
             if not pool.busy:
                 del self._pools[(fname, fversion)]
+
+    # --- hot reload ----------------------------------------------------------------------------
+
+    def prewarm(self, config: FunctionConfig, *, network: str | None = None) -> None:
+        """Start one environment of `config` in the background and leave it idle in its pool: a
+        hot reload's next invoke then finds the new code initialised (a failed init included,
+        which that invoke retries and reports). Not for functions in a debug session (one port,
+        one environment: the invoke starts it). Returns at once; failures are only logged."""
+        if self._closed or config.name in self._debug:
+            return
+        task = asyncio.ensure_future(self._prewarm(config, _network_mode(network, self._ctx.network)))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def _prewarm(self, config: FunctionConfig, mode: NetworkMode) -> None:
+        key = (config.name, config.version)
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._warming[key] = (config, ready)
+        try:
+            env = await self._create(config, mode)
+            if self._closed:
+                await env.stop()
+                return
+            # A newer reload may have overtaken it: the next acquire stops it as stale.
+            self._pools.setdefault(key, _Pool()).idle.append(env)
+        except (OSError, RuntimeError, TooManyRequestsException) as exc:  # no room, or no sandbox
+            log.info("prewarming %s after a reload failed: %s", config.name, exc)
+        finally:
+            if self._warming.get(key, (None, None))[1] is ready:
+                del self._warming[key]
+            ready.set_result(None)
 
     # --- debug sessions ----------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -87,8 +88,17 @@ class _Watch:
 
 
 class SourceFunctions:
-    def __init__(self, *, functions: FunctionService, snapshots: SourceSnapshots) -> None:
+    def __init__(
+        self,
+        *,
+        functions: FunctionService,
+        snapshots: SourceSnapshots,
+        on_reload: Callable[[FunctionConfig], None] | None = None,
+    ) -> None:
         self._functions = functions
+        # Called with $LATEST's new configuration after each swap (server.py: start an environment
+        # of it ahead of the next invoke).
+        self._on_reload = on_reload
         self._snapshots = snapshots
         self._watches: dict[str, _Watch] = {}
         self._start: asyncio.Queue[str] = asyncio.Queue()
@@ -112,6 +122,8 @@ class SourceFunctions:
         except BaseException:
             notify.close()  # nothing watches it: the deploy failed (Lambda's error goes to the caller)
             raise
+        if self._on_reload is not None:
+            self._on_reload(config)
         old = self._watches.pop(req.name, None)
         if old is not None:
             old.stop.set()
@@ -251,7 +263,9 @@ class SourceFunctions:
         previous = watch.last
         try:
             if previous is None or snap.code != previous.code:
-                await self._functions.swap_code(name, snap.code)
+                config = await self._functions.swap_code(name, snap.code)
+                if self._on_reload is not None:
+                    self._on_reload(config)
         except ResourceNotFoundException:
             watch.stop.set()  # deleted meanwhile
             watch.settled.set()
