@@ -182,10 +182,21 @@ def _walk(root: Path) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     base = len(str(root)) + 1
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_DIRS)
+        here = os.path.realpath(dirpath)
+        # Symlinked directories are code too (pnpm's node_modules), except a link to an ancestor:
+        # that is a cycle.
+        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_DIRS and not _ancestor(os.path.join(dirpath, d), here))
         for name in filenames:
             full = os.path.join(dirpath, name)
             rel = full[base:]
             if not ignored(tuple(rel.split(os.sep))):
                 out.append((rel.replace(os.sep, "/"), full))
     return out
+
+
+def _ancestor(path: str, here: str) -> bool:
+    """True if `path` is a symlink to `here` or to a directory above it."""
+    if not os.path.islink(path):
+        return False
+    target = os.path.realpath(path)
+    return here == target or here.startswith(target + os.sep)

@@ -50,6 +50,16 @@ def test_snapshot_is_content_addressed_and_only_changes_are_listed(tmp_path: Pat
     assert SourceSnapshots(CodeStore(tmp_path / "code2")).take(src).code.sha256_hex == third.code.sha256_hex
 
 
+def test_symlinked_directories_are_followed_once(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "real").mkdir(parents=True)
+    (src / "real" / "m.py").write_text("M = 1\n")
+    (src / "linked").symlink_to(src / "real", target_is_directory=True)
+    (src / "real" / "loop").symlink_to(src, target_is_directory=True)  # a cycle
+    snap = SourceSnapshots(CodeStore(tmp_path / "code")).take(src)
+    assert snap.changed == ("linked/m.py", "real/m.py")
+
+
 def test_ignored_paths() -> None:
     assert ignored(("__pycache__", "x.pyc")) and ignored((".git", "config")) and ignored(("a.py.swp",))
     assert ignored(("4913",)) and ignored((".#app.py",))
