@@ -1,14 +1,15 @@
 """The composition root: builds every part in dependency order, runs, and stops in reverse.
 
 Start: data directory → SQLite → code and log stores → runtime catalog → environments →
-functions (loaded from the store) → invoker → event queue and dispatcher → HTTP. The listening
-socket is bound before the "listening" line is printed, so a client that reads that line can
-connect at once.
+functions (loaded from the store) → source-directory watchers (issue #7) → invoker → event queue
+and dispatcher → HTTP. The listening socket is bound before the "listening" line is printed, so a
+client that reads that line can connect at once.
 
 Stop (SIGINT/SIGTERM, handled by uvicorn): stop accepting HTTP and finish open requests (Event
 invokes waiting for their commit included); stop claiming events and give running ones the grace
 period (the rest stay leased and run again at the next start); commit what the queue's writer
-holds; cancel code unpacking; kill every environment; close log files and the database.
+holds; stop the source watchers; cancel code unpacking; kill every environment; close log files
+and the database.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ from lamina.envs.manager import EnvironmentManager
 from lamina.functions.event_configs import EventConfigs
 from lamina.functions.layers import LayerService
 from lamina.functions.service import FunctionService
+from lamina.functions.sources import SourceFunctions
 from lamina.invoke.concurrency import ConcurrencyLimiter
+from lamina.invoke.debug import DebugSessions
 from lamina.invoke.invoker import Invoker
 from lamina.logs.store import LogStore
 from lamina.model.ids import Arns
@@ -54,6 +57,7 @@ from lamina.store.db import Database
 from lamina.store.functions import FunctionRepo
 from lamina.store.layers import LayerRepo
 from lamina.store.queue import EventQueue
+from lamina.store.snapshots import SourceSnapshots
 
 log = logging.getLogger("lamina")
 SHUTDOWN_GRACE_S = 5
@@ -240,7 +244,13 @@ async def run(settings: Settings) -> None:
         layers=layers,
         account_concurrency=settings.max_concurrency,
     )
-    invoker = Invoker(functions=functions, manager=manager, limiter=ConcurrencyLimiter(settings.max_concurrency))
+    sources = SourceFunctions(
+        functions=functions,
+        snapshots=SourceSnapshots(code),
+        on_reload=lambda config: manager.prewarm(config, network=functions.network_of(config.name)),
+    )
+    debug = DebugSessions(functions=functions, manager=manager, root=data / "debug")
+    invoker = Invoker(functions=functions, manager=manager, limiter=ConcurrencyLimiter(settings.max_concurrency), sources=sources)
     queue = EventQueue(db)
     event_configs = EventConfigs(functions=functions, repo=repo)
     dispatcher = Dispatcher(
@@ -255,6 +265,7 @@ async def run(settings: Settings) -> None:
         await isolation.open()
         await layers.load()  # before functions, which reference layer versions
         await functions.load()
+        await sources.load()
         app = build_app(
             Services(
                 functions=functions,
@@ -269,6 +280,8 @@ async def run(settings: Settings) -> None:
                 account_id=settings.account_id,
                 region=settings.region,
                 concurrency_limit=settings.max_concurrency,
+                sources=sources,
+                debug=debug,
             )
         )
         server = _HttpServer(
@@ -305,10 +318,13 @@ async def run(settings: Settings) -> None:
             reaper = tg.create_task(manager.run())
             writer = tg.create_task(queue.run())
             dispatching = tg.create_task(dispatcher.run())
+            watching = tg.create_task(sources.run())
             try:
                 await server.serve(sockets=[sock])
             finally:
                 reaper.cancel()
+                sources.close()
+                watching.cancel()
                 # Running events get the grace period; their settlements need the writer, which
                 # stops last, once everything queued for it is committed.
                 await dispatcher.stop(SHUTDOWN_GRACE_S)

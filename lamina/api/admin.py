@@ -22,12 +22,15 @@ async def health(request: Request, s: Services) -> Response:
 async def download_code(request: Request, s: Services) -> Response:
     """The target of GetFunction's Code.Location."""
     sha = request.path_params["sha"]
-    if not _SHA.match(sha) or not s.code.has(sha):
+    if _SHA.match(sha) and s.code.has(sha):
+        return FileResponse(s.code.zip_path(sha), media_type="application/zip", filename=f"{sha}.zip")
+    tree = await s.code.zip_tree(sha) if _SHA.match(sha) else None  # a source snapshot's code
+    if tree is None:
         raise ResourceNotFoundException(f"Code {sha} not found")
-    return FileResponse(s.code.zip_path(sha), media_type="application/zip", filename=f"{sha}.zip")
+    return Response(tree, media_type="application/zip", headers={"Content-Disposition": f'attachment; filename="{sha}.zip"'})
 
 
-def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+def int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
         return default
@@ -39,9 +42,9 @@ def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> i
 async def read_logs(request: Request, s: Services) -> Response:
     """Events of a function's log group from byte offset `cursor`; `wait` long-polls for new ones."""
     name = request.path_params["name"]
-    cursor = _int_param(request, "cursor", 0, 0, 2**62)
-    limit = _int_param(request, "limit", 1000, 1, 10000)
-    wait = _int_param(request, "wait", 0, 0, 60)
+    cursor = int_param(request, "cursor", 0, 0, 2**62)
+    limit = int_param(request, "limit", 1000, 1, 10000)
+    wait = int_param(request, "wait", 0, 0, 60)
     try:
         exists = s.logs.exists(name)
     except ValueError as exc:
@@ -55,7 +58,10 @@ async def read_logs(request: Request, s: Services) -> Response:
     events, next_cursor = s.logs.read(name, cursor, limit)
     return json_response(
         {
-            "events": [{"timestamp": e.timestamp, "logStreamName": e.stream, "message": e.message} for e in events],
+            "events": [
+                {"timestamp": e.timestamp, "logStreamName": e.stream, "message": e.message, "codeSha256": e.code}
+                for e in events
+            ],
             "nextCursor": next_cursor,
         }
     )
@@ -76,7 +82,8 @@ async def environments(request: Request, s: Services) -> Response:
             "evictions": stats.evictions,
             "details": [
                 {"id": d.id, "function": d.function, "version": d.version, "state": d.state.value,
-                 "invocations": d.invocations, "warm": d.warm, "provisioned": d.provisioned}  # fmt: skip
+                 "invocations": d.invocations, "warm": d.warm, "provisioned": d.provisioned,
+                 "codeSha256": d.code_sha256, "debugPort": d.debug_port}  # fmt: skip
                 for d in stats.details
             ],
         }
@@ -129,8 +136,8 @@ async def failed_events(request: Request, s: Services) -> Response:
     `limit` (1–1000), `marker` (the `NextMarker` of the last page).
     """
     function = request.query_params.get("function") or None
-    limit = _int_param(request, "limit", 100, 1, 1000)
-    after = _int_param(request, "marker", 0, 0, 2**62)
+    limit = int_param(request, "limit", 100, 1, 1000)
+    after = int_param(request, "marker", 0, 0, 2**62)
     page = await s.queue.list_failed(function=function, after=after, limit=limit)
     if not page and function is not None and s.functions.find(function) is None:
         # (a deleted function's failed events are still listed, and can be replayed)

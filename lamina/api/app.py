@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from lamina.api import admin, concurrency, event_config, functions, invoke, layers, tags, versions
+from lamina.api import admin, concurrency, dev, event_config, functions, invoke, layers, tags, versions
 from lamina.api.common import Handler, Services, endpoint
 from lamina.api.errors import error_response
 from lamina.model.errors import LambdaError
@@ -82,6 +82,10 @@ def build_app(services: Services) -> ASGIApp:
         ("GET", "/lamina/v1/events", admin.events),
         ("GET", "/lamina/v1/events/failed", admin.failed_events),
         ("POST", "/lamina/v1/events/failed/{id}/replay", admin.replay_event),
+        ("PUT", "/lamina/v1/functions/{name}/source", dev.put_source),
+        ("GET", "/lamina/v1/functions/{name}/source", dev.get_source),
+        ("PUT", "/lamina/v1/functions/{name}/debug", dev.put_debug),
+        ("DELETE", "/lamina/v1/functions/{name}/debug", dev.delete_debug),
     ]
     # One Route per path, dispatching on method, so a wrong method is a 405 and not a 404.
     by_path: dict[str, dict[str, Handler]] = {}

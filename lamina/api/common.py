@@ -19,6 +19,8 @@ from lamina.envs.manager import EnvironmentManager
 from lamina.functions.event_configs import EventConfigs
 from lamina.functions.layers import LayerService
 from lamina.functions.service import FunctionService
+from lamina.functions.sources import SourceFunctions
+from lamina.invoke.debug import DebugSessions
 from lamina.invoke.invoker import Invoker
 from lamina.logs.store import LogStore
 from lamina.model.errors import InvalidRequestContentException, LambdaError, ServiceException
@@ -43,6 +45,8 @@ class Services:
     account_id: str
     region: str
     concurrency_limit: int
+    sources: SourceFunctions
+    debug: DebugSessions
     authorizer: Authorizer = field(default_factory=AllowAll)
 
 

@@ -139,6 +139,29 @@ class FailedEvent:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SourceState:
+    """A source-directory function's current snapshot, as `lamina dev` prints its reloads."""
+
+    generation: int
+    code_sha256: str
+    changed: tuple[str, ...]
+    snapshot_ms: float
+    write_to_live_ms: float | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DebugInfo:
+    """Where a function's debug session listens, and the paths a debugger must map."""
+
+    host: str
+    port: int
+    remote_root: str
+    source_directory: str | None
+    timeout_s: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FailedPage:
     events: tuple[FailedEvent, ...] = field(default_factory=tuple)
     next_marker: str | None = None
@@ -200,7 +223,7 @@ class LambdaClient:
     Retries are off: against a local server a retry only delays the error the user must see.
     """
 
-    def __init__(self, endpoint: str, *, region: str) -> None:
+    def __init__(self, endpoint: str, *, region: str, read_timeout: float = _READ_TIMEOUT) -> None:
         import boto3
         from botocore.config import Config
 
@@ -214,7 +237,7 @@ class LambdaClient:
             config=Config(
                 retries={"max_attempts": 1, "mode": "standard"},
                 connect_timeout=_CONNECT_TIMEOUT,
-                read_timeout=_READ_TIMEOUT,
+                read_timeout=read_timeout,
             ),
         )
 
@@ -499,13 +522,46 @@ class AdminClient:
         body = self._get(f"/lamina/v1/events/failed/{urllib.parse.quote(request_id, safe='')}/replay", timeout=30.0, method="POST")
         return str(body.get("FunctionArn", ""))
 
-    def _get(self, path: str, *, timeout: float, method: str = "GET") -> dict[str, Any]:
+    def healthy(self) -> bool:
+        """Whether a Lamina server answers at the endpoint."""
+        try:
+            self._get("/lamina/v1/health", timeout=2.0)
+        except CliError:
+            return False
+        return True
+
+    def put_source(self, name: str, body: Mapping[str, Any]) -> SourceState:
+        """Create `name` from a source directory, or point it at one (the server watches it)."""
+        return _source_state(self._get(self._fn(name, "source"), timeout=60.0, method="PUT", body=body))
+
+    def source(self, name: str, *, after: int, wait: int) -> SourceState:
+        """The function's source state once a reload newer than `after` happened (or `wait` s passed)."""
+        return _source_state(self._get(self._fn(name, "source") + f"?generation={after}&wait={wait}", timeout=wait + 30.0))
+
+    def start_debug(self, name: str, port: int) -> DebugInfo:
+        body = self._get(self._fn(name, "debug"), timeout=60.0, method="PUT", body={"Port": port})
+        return DebugInfo(host=str(body.get("Host", "127.0.0.1")), port=int(body.get("Port", 0)),
+                         remote_root=str(body.get("RemoteRoot", "")), source_directory=body.get("SourceDirectory"),
+                         timeout_s=int(body.get("TimeoutSeconds", 0)))  # fmt: skip
+
+    def stop_debug(self, name: str) -> None:
+        self._get(self._fn(name, "debug"), timeout=30.0, method="DELETE")
+
+    @staticmethod
+    def _fn(name: str, what: str) -> str:
+        import urllib.parse
+
+        return f"/lamina/v1/functions/{urllib.parse.quote(name, safe='')}/{what}"
+
+    def _get(self, path: str, *, timeout: float, method: str = "GET", body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         import http.client
         import json
         import urllib.error
         import urllib.request
 
-        request = urllib.request.Request(self.endpoint + path, headers={"Accept": "application/json"}, method=method)
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.endpoint + path, data=data, method=method,
+                                         headers={"Accept": "application/json", "Content-Type": "application/json"})  # fmt: skip
         try:
             with urllib.request.urlopen(request, timeout=timeout) as resp:
                 raw = resp.read()
@@ -517,6 +573,8 @@ class AdminClient:
             raise CliError(f"Lamina at {self.endpoint} did not answer in {timeout:g} s") from exc
         except (ConnectionError, http.client.HTTPException) as exc:
             raise CliError(f"Lamina at {self.endpoint} dropped the connection: {exc!r}") from exc
+        if not raw:
+            return {}
         try:
             decoded = json.loads(raw)
         except ValueError as exc:
@@ -524,6 +582,18 @@ class AdminClient:
         if not isinstance(decoded, dict):
             raise CliError(f"Lamina at {self.endpoint} sent an unexpected response")
         return decoded
+
+
+def _source_state(body: dict[str, Any]) -> SourceState:
+    live = body.get("WriteToLiveMs")
+    return SourceState(
+        generation=int(body.get("Generation", 0)),
+        code_sha256=str(body.get("CodeSha256", "")),
+        changed=tuple(str(f) for f in body.get("ChangedFiles") or ()),
+        snapshot_ms=float(body.get("SnapshotMs") or 0.0),
+        write_to_live_ms=float(live) if live is not None else None,
+        error=body.get("Error"),
+    )
 
 
 def _failed_event(e: dict[str, Any]) -> FailedEvent:

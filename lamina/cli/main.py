@@ -23,8 +23,10 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
+    import subprocess
+
     from lamina.build import BuildResult
-    from lamina.cli.client import AdminClient, FailedEvent, LambdaClient, LogPage
+    from lamina.cli.client import AdminClient, DebugInfo, FailedEvent, LambdaClient, LogPage
     from lamina.config import Settings
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:9000"
@@ -321,6 +323,17 @@ def invoke(
     payload: PayloadOption = None,
     event: Annotated[bool, typer.Option("--event", help="Invoke asynchronously; print the request id.")] = False,
     qualifier: Annotated[str | None, typer.Option("--qualifier", "-q", help="Version or alias.")] = None,
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help="Run the handler under debugpy: print the port and a VS Code launch.json, "
+                     "wait for the debugger to attach; the function timeout is suspended."),
+    ] = False,
+    debug_port: Annotated[int, typer.Option("--debug-port", help="Port the debugger listens on (0: any free one).")] = 0,
+    local_root: Annotated[
+        Path | None,
+        typer.Option("--local-root", help="Your copy of the code, for the debugger's path mapping. \\[default: the "
+                     "function's source directory, else the current directory]"),
+    ] = None,
 ) -> None:
     """Invoke a function: the result goes to stdout, its log tail to stderr.
 
@@ -331,8 +344,24 @@ def invoke(
     from lamina.cli.render import payload as render_payload
 
     body = _read_payload(payload)
-    client = _lambda(ctx, _settings())
-    result = client.invoke(name, body, qualifier=qualifier, event=event)
+    settings = _settings()
+    if debug:
+        from lamina.cli.client import LambdaClient
+
+        if event:
+            raise typer.BadParameter("--debug runs the invoke synchronously; leave out --event", param_hint="'--debug'")
+        admin = _admin(ctx)
+        info = admin.start_debug(name, debug_port)
+        _print_debug(info, local_root)
+        try:
+            # Paused in a debugger for as long as the session allows: no client-side timeout first.
+            result = LambdaClient(_endpoint(ctx), region=settings.region, read_timeout=info.timeout_s + 60.0).invoke(
+                name, body, qualifier=qualifier, event=False
+            )
+        finally:
+            admin.stop_debug(name)
+    else:
+        result = _lambda(ctx, settings).invoke(name, body, qualifier=qualifier, event=event)
     if event:
         print(result.request_id, flush=True)
         _stderr().print(Text(f"queued (HTTP {result.status})", style="dim"))
@@ -433,6 +462,175 @@ def tune(
         err.print(Text(str(exc), style="yellow"))
         return
     err.print(Text.assemble("plot: ", (str(path), "cyan")))
+
+
+def _print_debug(info: DebugInfo, local_root: Path | None) -> None:
+    """The port, the isolation note, and a ready-to-paste VS Code attach configuration (stderr)."""
+    from rich.text import Text
+
+    from lamina.cli.render import launch_config
+
+    local = str(local_root.resolve()) if local_root is not None else info.source_directory or str(Path.cwd())
+    err = _stderr()
+    err.print(Text.assemble(("debugger ", "bold"), f"listening on {info.host}:{info.port} (debugpy). The handler waits "
+                            f"for it to attach; the function timeout is suspended ({info.timeout_s // 3600} h). The "
+                            "environment runs as a plain process (no sandbox) so the port is reachable."))  # fmt: skip
+    err.print(Text("VS Code launch.json configuration:", style="dim"))
+    print(launch_config(info.host, info.port, local, info.remote_root), file=sys.stderr, flush=True)
+
+
+# --- dev ------------------------------------------------------------------------------------
+
+
+@app.command()
+def dev(
+    ctx: typer.Context,
+    directory: Annotated[
+        Path,
+        typer.Argument(exists=True, file_okay=False, dir_okay=True, resolve_path=True, help="The function's source directory."),
+    ],
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Function name. \\[default: the directory's name]")] = None,
+    runtime: Annotated[str | None, typer.Option(help="Runtime id. \\[default: python3.X of this Python, on create]")] = None,
+    handler: Annotated[str | None, typer.Option(help="Handler. \\[default: app.handler, on create]")] = None,
+    memory: Annotated[int | None, typer.Option(help="Memory in MB.")] = None,
+    timeout: Annotated[int | None, typer.Option(help="Timeout in seconds.")] = None,
+    env: Annotated[
+        list[str] | None,
+        typer.Option("--env", "-e", help="Environment variable K=V; repeat for more.", metavar="K=V"),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Debug every invoke: debugpy on --debug-port, a launch.json printed.")] = False,
+    debug_port: Annotated[int, typer.Option("--debug-port", help="Port the debugger listens on.")] = 5678,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Data directory of the server `lamina dev` starts when none answers. \\[default: ./data]"),
+    ] = None,
+) -> None:
+    """Run a function from DIRECTORY and reload it on every save (Ctrl-C stops).
+
+    Uses the server at --endpoint, or starts one there (on loopback) if none answers. The server
+    watches the directory: the next invoke after a save runs the new code, without a build step.
+    Reloads and the function's logs are printed as they happen.
+    """
+    import re
+    import subprocess
+    import threading
+
+    from rich.text import Text
+
+    from lamina.cli.client import CliError
+
+    import signal
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops as Ctrl-C does: the server it started goes too
+
+    signal.signal(signal.SIGTERM, interrupted)
+    endpoint = _endpoint(ctx)
+    admin = _admin(ctx)
+    fn = name or re.sub(r"[^a-zA-Z0-9-_]", "-", directory.name)[:64]
+    server = None if admin.healthy() else _start_server(endpoint, data_dir)
+    out = _stdout()
+    try:
+        body: dict[str, object] = {"Directory": str(directory)}
+        exists = _lambda(ctx, _settings()).get(fn) is not None
+        runtime = runtime or (None if exists else f"python{sys.version_info.major}.{sys.version_info.minor}")
+        handler = handler or (None if exists else "app.handler")
+        for key, value in (("Runtime", runtime), ("Handler", handler), ("MemorySize", memory), ("Timeout", timeout)):
+            if value is not None:
+                body[key] = value
+        if env is not None:
+            body["Environment"] = {"Variables": _parse_env(env)}
+        state = admin.put_source(fn, body)
+        out.print(Text.assemble(("watching ", "bold"), str(directory), " as ", (fn, "cyan"), f" on {endpoint}: code ",
+                                (state.code_sha256[:12], "green"), f", {len(state.changed)} files"))  # fmt: skip
+        if debug:
+            _print_debug(admin.start_debug(fn, debug_port), directory)
+        threading.Thread(target=_tail_logs, args=(admin, fn), daemon=True).start()
+        generation, last_error = state.generation, state.error
+        while True:
+            try:
+                state = admin.source(fn, after=generation, wait=20)
+            except CliError as exc:
+                if exc.code == "ResourceNotFoundException":
+                    raise CliError(f"{fn} is no longer deployed from {directory} (deleted, or given a zip)") from exc
+                raise
+            if state.generation == generation and state.error == last_error:
+                continue  # the long-poll ended without news
+            generation, last_error = state.generation, state.error
+            stamp = time.strftime("%H:%M:%S")
+            if state.error is not None:
+                out.print(Text(f"{stamp} reload failed: {state.error}", style="red"))
+                continue
+            took = f"write → live {state.write_to_live_ms:.0f} ms, " if state.write_to_live_ms is not None else ""
+            out.print(Text.assemble(f"{stamp} ", ("reload", "bold"), " code ", (state.code_sha256[:12], "green"), "  ",
+                                    ", ".join(state.changed[:5]) + (" …" if len(state.changed) > 5 else ""),
+                                    (f"  ({took}snapshot {state.snapshot_ms:.1f} ms)", "dim")))  # fmt: skip
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if debug and server is None:
+            try:
+                admin.stop_debug(fn)
+            except CliError:
+                pass
+        if server is not None:
+            server.terminate()  # SIGTERM: the server stops its environments, then exits
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(5)
+        _stderr().print(Text("lamina dev stopped", style="dim"))
+
+
+def _start_server(endpoint: str, data_dir: Path | None) -> subprocess.Popen[str]:
+    """`lamina up` on the endpoint's loopback port, until `lamina dev` ends; returns once it listens."""
+    import subprocess
+    import urllib.parse
+
+    from lamina.cli.client import CliError
+
+    url = urllib.parse.urlsplit(endpoint)
+    if url.hostname not in ("127.0.0.1", "localhost") or url.port is None:
+        raise CliError(f"no Lamina answers at {endpoint}, and lamina dev starts one only on a loopback address with a port")
+    argv = [sys.executable, "-m", "lamina", "up", "--port", str(url.port), "--data-dir", str(data_dir or Path("data"))]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        _stderr().print(line.rstrip("\n"), style="dim", markup=False)
+        if line.startswith("Lamina listening on "):
+            break
+    else:
+        proc.wait()
+        raise CliError(f"lamina up did not start (exit status {proc.returncode})")
+    return proc
+
+
+def _tail_logs(admin: AdminClient, name: str) -> None:
+    """Print the function's new log lines as they are written (a daemon thread of `lamina dev`)."""
+    from rich.text import Text
+
+    from lamina.cli.client import CliError
+
+    err = _stdout()
+    cursor = 0
+    try:
+        while True:  # skip what was logged before
+            page = admin.logs(name, cursor=cursor)
+            if not page.events:
+                break
+            cursor = page.next_cursor
+    except CliError:
+        cursor = 0
+    while True:
+        try:
+            page = admin.logs(name, cursor=cursor, wait=FOLLOW_WAIT_S)
+        except CliError:
+            time.sleep(NO_LOGS_RETRY_S)
+            continue
+        for e in page.events:
+            err.print(Text(f"  │ {e.message.rstrip()}", style="dim"))
+        cursor = page.next_cursor
 
 
 # --- ls, rm ---------------------------------------------------------------------------------
@@ -652,6 +850,12 @@ def _settings(**overrides: object) -> Settings:
         return Settings.from_environ(None, **overrides)
     except ValueError as exc:
         raise CliError(f"bad LAMINA_* setting in the environment: {exc}") from exc
+
+
+def _admin(ctx: typer.Context) -> AdminClient:
+    from lamina.cli.client import AdminClient
+
+    return AdminClient(_endpoint(ctx))
 
 
 def _lambda(ctx: typer.Context, settings: Settings) -> LambdaClient:

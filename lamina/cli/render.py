@@ -155,3 +155,18 @@ def tune_verdict(report: TuneReport) -> Text:
         ("cheapest: ", "bold"), (f"{c.memory_mb} MB", "cyan"), f" (${c.cost_per_million_usd:.4f} per 1M, p50 {c.p50_ms:.1f} ms)   ",
         ("fastest: ", "bold"), (f"{f.memory_mb} MB", "cyan"), f" (p50 {f.p50_ms:.1f} ms, ${f.cost_per_million_usd:.4f} per 1M)",
     )  # fmt: skip
+
+
+def launch_config(host: str, port: int, local_root: str, remote_root: str) -> str:
+    """A VS Code launch.json attach configuration for a debug session (issue #7)."""
+    return json.dumps(
+        {
+            "name": "Attach to Lamina",
+            "type": "debugpy",
+            "request": "attach",
+            "connect": {"host": host, "port": port},
+            "pathMappings": [{"localRoot": local_root, "remoteRoot": remote_root}],
+            "justMyCode": True,
+        },
+        indent=2,
+    )

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lamina.envs import debugging
 from lamina.logs import format as logfmt
 from lamina.logs.store import LogStore
 from lamina.model.function import FunctionConfig
@@ -51,6 +52,7 @@ from lamina.runtimes.catalog import (
 )  # fmt: skip
 from lamina.runtimes.sdk import SDK_DIR_INSIDE, SDK_PATH_ENV, SdkCatalog
 from lamina.sandbox.base import Limits, Mount, NetworkMode, Sandbox, SandboxExit, SandboxSetup, SandboxSpec
+from lamina.sandbox.process import ProcessSandbox
 
 TAIL_BYTES = 4096
 # How long an environment stays thawed after an invocation before it is frozen (see the module
@@ -106,6 +108,8 @@ class EnvironmentStatistics:
     warm: bool
     idle_since: float
     provisioned: bool
+    code_sha256: str
+    debug_port: int | None
 
 
 def _platform_error(request_id: str, error_type: str, detail: str) -> str:
@@ -123,6 +127,7 @@ class ExecutionEnvironment:
         opt_dir: Path | None = None,
         network: NetworkMode | None = None,
         provisioned: bool = False,
+        debug: debugging.DebugSetup | None = None,
         on_dead: Callable[[ExecutionEnvironment], None] | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
@@ -141,7 +146,12 @@ class ExecutionEnvironment:
         self._opt_dir = opt_dir  # the merged layers, seen at /opt; None without layers
         self._ctx = ctx
         self._on_dead = on_dead
-        self._sandbox = ctx.sandboxes(
+        # A debug session's environment: a plain process whose debugger the host can reach, and no
+        # function timeout while it may be paused (envs/debugging.py).
+        self.debug = debug
+        # The code hash every REPORT line and log record of this environment carries (12 hex digits).
+        self.code_hash = config.code.sha256_hex[:12]
+        self._sandbox = (ProcessSandbox if debug is not None else ctx.sandboxes)(
             SandboxSetup(
                 id=self.id,
                 work_dir=ctx.work_root / self.id,
@@ -179,6 +189,11 @@ class ExecutionEnvironment:
         )
 
     # --- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def code_dir(self) -> Path:
+        """The code directory on the host (what a debugger sees, as debug environments are processes)."""
+        return self._code_dir
 
     @property
     def warm(self) -> bool:
@@ -393,6 +408,8 @@ class ExecutionEnvironment:
         if self._runtime.is_nodejs and "NODE_PATH" not in c.environment:  # unreserved (spec 5.3)
             sdk = f"{runtime_dir}/node_modules" if self._sandbox.maps_paths else str(NODEJS_SDK)
             env["NODE_PATH"] = nodejs_path(c.runtime, sdk=sdk, runtime_dir=runtime_dir, task_root=task_root, opt=opt)
+        if self.debug is not None:
+            env.update(debugging.runtime_env(self.debug, c.runtime))
         level = c.logging.application_level
         if level is not None:  # JSON format; Text sets neither variable
             env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
@@ -517,7 +534,7 @@ class ExecutionEnvironment:
         rid = inv.request_id
         c = self.config
         t_start = time.perf_counter()
-        deadline = t_start + c.timeout
+        deadline = t_start + (c.timeout if self.debug is None else debugging.DEBUG_TIMEOUT_S)
         init_ms = self._init_ms
         self._init_ms = None
         cold = init_ms is not None or self._needs_launch
@@ -634,7 +651,8 @@ class ExecutionEnvironment:
         )
         plog = self._plog
         end = functools.partial(plog.end, inv.request_id, duration, len(payload), error_type, status)
-        report = functools.partial(plog.report, inv.request_id, timings, self.config.memory_size, status=status, error_type=error_type)
+        report = functools.partial(plog.report, inv.request_id, timings, self.config.memory_size, status=status, error_type=error_type,
+                                   code=self.code_hash)
         tail = None
         if self._tail is not None:
             # Both lines are part of the answer: format them now.
@@ -719,7 +737,7 @@ class ExecutionEnvironment:
                 line = m if isinstance(m, str) else m()
                 if line is not None:  # a lazily formatted platform line that its level dropped
                     events.append((t, line))
-            self._ctx.logs.write(self.config.name, self.stream, events)
+            self._ctx.logs.write(self.config.name, self.stream, events, code=self.code_hash)
 
     def statistics(self) -> EnvironmentStatistics:
         return EnvironmentStatistics(
@@ -731,6 +749,8 @@ class ExecutionEnvironment:
             warm=self.warm,
             idle_since=self.idle_since,
             provisioned=self.provisioned,
+            code_sha256=self.config.code.sha256_hex,
+            debug_port=self.debug.port if self.debug is not None else None,
         )
 
 

@@ -13,7 +13,9 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from lamina.envs.debugging import DebugSetup
 from lamina.envs.environment import EnvironmentContext, EnvironmentStatistics, EnvState, ExecutionEnvironment
 from lamina.model.errors import TooManyRequestsException
 from lamina.model.function import FunctionConfig, ProvisionedState
@@ -75,6 +77,12 @@ class EnvironmentManager:
         self._warm = 0
         self._closed = False
         self._fills: dict[tuple[str, str], asyncio.Task[None]] = {}
+        # Functions in a debug session (envs/debugging.py): their environments run the debugger.
+        self._debug: dict[str, DebugSetup] = {}
+        # Background work close() waits for: stops (retire(wait=False)) and prewarms after a reload.
+        self._stopping: set[asyncio.Future[None]] = set()
+        # Prewarms under way, by (function, version): the configuration and when it is idle.
+        self._warming: dict[tuple[str, str], tuple[FunctionConfig, asyncio.Future[None]]] = {}
 
     def acquire(self, config: FunctionConfig, *, network: str | None = None) -> _Loan:
         """An environment for `config`, lent for an `async with` block; `network` is the function's
@@ -85,7 +93,19 @@ class EnvironmentManager:
         if self._closed:
             raise RuntimeError("environment manager is closed")
         pool = self._pools.setdefault((config.name, config.version), _Pool())
+        if config.name in self._debug and pool.busy:
+            # One debugger port, so one environment: a second invoke would wait on a paused one.
+            raise TooManyRequestsException(
+                f"Rate Exceeded. {config.name} is in a debug session, which runs one invocation at a time.",
+                reason="ReservedFunctionConcurrentInvocationLimitExceeded",
+            )
         env = await self._take_idle(pool, config, mode)
+        warming = self._warming.get((config.name, config.version)) if env is None else None
+        if warming is not None and warming[0].runs_like(config):
+            # A reload's environment is starting: wait for it rather than start a second one.
+            await asyncio.shield(warming[1])
+            pool = self._pools.setdefault((config.name, config.version), _Pool())
+            env = await self._take_idle(pool, config, mode)
         if env is None:
             self._cold += 1
             env = await self._create(config, mode)
@@ -96,7 +116,8 @@ class EnvironmentManager:
 
     async def _give_back(self, env: ExecutionEnvironment, pool: _Pool, config: FunctionConfig, mode: NetworkMode) -> None:
         pool.busy.discard(env)
-        if env in pool.retiring or self._closed or not _runs_like(env, config) or env.network != mode:
+        if (env in pool.retiring or self._closed or not _runs_like(env, config) or env.network != mode
+                or env.debug != self._debug.get(config.name)):  # fmt: skip
             pool.retiring.discard(env)
             await env.stop()
         elif env.state is EnvState.IDLE:
@@ -104,7 +125,9 @@ class EnvironmentManager:
 
     async def _take_idle(self, pool: _Pool, config: FunctionConfig, network: NetworkMode) -> ExecutionEnvironment | None:
         # Prefer the most recently used warm environment; one needing a reset is still reusable.
-        stale = [e for e in pool.idle if not _runs_like(e, config) or e.state is not EnvState.IDLE or e.network != network]
+        debug = self._debug.get(config.name)
+        stale = [e for e in pool.idle
+                 if not _runs_like(e, config) or e.state is not EnvState.IDLE or e.network != network or e.debug != debug]  # fmt: skip
         for e in stale:
             pool.idle.remove(e)
             await e.stop()
@@ -141,7 +164,13 @@ class EnvironmentManager:
         runtime = self._catalog.get(config.runtime)
         if runtime is None:
             raise RuntimeError(f"runtime {config.runtime} is not available on this host")
-        code_dir = await self._code.unpack(config.code)
+        debug = self._debug.get(config.name)
+        if debug is not None and config.code.source is not None:
+            # A debug session of a source function runs the directory itself, so the debugger's
+            # paths are the editor's (no path mapping); each reload still gets a new environment.
+            code_dir = Path(config.code.source)
+        else:
+            code_dir = await self._code.unpack(config.code)
         # /opt: the function's layers merged in order, built once per distinct list (spec 5.2).
         opt_dir = await self._code.merged([layer.code for layer in config.layers]) if config.layers else None
         await self._admit(config.memory_size)
@@ -154,6 +183,7 @@ class EnvironmentManager:
                 ctx=self._ctx,
                 network=network,
                 provisioned=provisioned,
+                debug=debug,
                 on_dead=self._released,  # gives its memory back to the budget
             )
         except BaseException:
@@ -166,8 +196,12 @@ class EnvironmentManager:
             raise
         return env
 
-    async def retire(self, name: str, version: str | None = None) -> None:
-        """Stop the environments of a function (or one version): idle now, busy when they finish."""
+    async def retire(self, name: str, version: str | None = None, *, wait: bool = True) -> None:
+        """Stop the environments of a function (or one version): idle now, busy when they finish.
+
+        With `wait` False, idle environments leave the pool at once and stop in the background
+        (a hot reload must not wait for a sandbox's teardown); `close` waits for those stops.
+        """
         for (fname, fversion), pool in list(self._pools.items()):
             if fname != name or (version is not None and fversion != version):
                 continue
@@ -175,9 +209,68 @@ class EnvironmentManager:
             pool.retiring |= pool.busy
             pool.provisioned_target = 0
             for env in idle:
-                await env.stop()
+                if wait or name in self._debug:  # a debug environment's port must be free again first
+                    await env.stop()
+                else:
+                    task = asyncio.ensure_future(env.stop())
+                    self._stopping.add(task)
+                    task.add_done_callback(self._stopping.discard)
             if not pool.busy:
                 del self._pools[(fname, fversion)]
+
+    # --- hot reload ----------------------------------------------------------------------------
+
+    def prewarm(self, config: FunctionConfig, *, network: str | None = None) -> None:
+        """Start one environment of `config` in the background and leave it idle in its pool: a
+        hot reload's next invoke then finds the new code initialised (a failed init included,
+        which that invoke retries and reports). Not for functions in a debug session (one port,
+        one environment: the invoke starts it). Returns at once; failures are only logged."""
+        if self._closed or config.name in self._debug:
+            return
+        task = asyncio.ensure_future(self._prewarm(config, _network_mode(network, self._ctx.network)))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def _prewarm(self, config: FunctionConfig, mode: NetworkMode) -> None:
+        key = (config.name, config.version)
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._warming[key] = (config, ready)
+        try:
+            env = await self._create(config, mode)
+            if self._closed:
+                await env.stop()
+                return
+            # A newer reload may have overtaken it: the next acquire stops it as stale.
+            self._pools.setdefault(key, _Pool()).idle.append(env)
+        except (OSError, RuntimeError, TooManyRequestsException) as exc:  # no room, or no sandbox
+            log.info("prewarming %s after a reload failed: %s", config.name, exc)
+        finally:
+            if self._warming.get(key, (None, None))[1] is ready:
+                del self._warming[key]
+            ready.set_result(None)
+
+    # --- debug sessions ----------------------------------------------------------------------
+
+    async def set_debug(self, name: str, setup: DebugSetup | None) -> None:
+        """Start (or end, with None) a debug session of function `name`: its environments are
+        replaced by debug ones (busy ones when their invocation ends)."""
+        if setup is None:
+            if self._debug.pop(name, None) is None:
+                return
+        else:
+            self._debug[name] = setup
+        await self.retire(name)
+
+    def debug_setup(self, name: str) -> DebugSetup | None:
+        return self._debug.get(name)
+
+    async def prepare_debug(self, config: FunctionConfig, *, network: str | None = None) -> ExecutionEnvironment:
+        """Start the debug environment of `config` ahead of its invoke, so its debugger listens
+        before the port is printed; it waits in the pool (an init error included) for the invoke."""
+        pool = self._pools.setdefault((config.name, config.version), _Pool())
+        env = await self._create(config, _network_mode(network, self._ctx.network))
+        pool.idle.append(env)
+        return env
 
     # --- provisioned concurrency -----------------------------------------------------------
 
@@ -259,6 +352,8 @@ class EnvironmentManager:
     async def close(self) -> None:
         """Stop every environment (busy ones are killed; their invokes end as runtime exits)."""
         self._closed = True
+        if self._stopping:
+            await asyncio.gather(*self._stopping, return_exceptions=True)
         fills = [t for t in self._fills.values() if not t.done()]
         for t in fills:
             t.cancel()

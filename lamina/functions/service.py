@@ -64,8 +64,9 @@ class LayerResolver(Protocol):
 class EnvironmentRetirer(Protocol):
     """What the control plane asks of execution environments (wired to envs by server.py)."""
 
-    async def retire(self, name: str, version: str | None = None) -> None:
-        """Stop a function's environments after an update or delete."""
+    async def retire(self, name: str, version: str | None = None, *, wait: bool = True) -> None:
+        """Stop a function's environments after an update or delete (`wait` False: idle ones stop
+        in the background, but none of them serves another invoke)."""
 
     def provision(self, config: FunctionConfig, count: int, *, network: str | None = None) -> None:
         """Keep `count` environments of this version initialised ahead of traffic (0: none)."""
@@ -234,7 +235,7 @@ class FunctionService:
             raise InvalidParameterValueException("Lamina runs Zip packages only; container images are not supported.")
         if c.role is None:
             raise validation_error("null", "role", "Member must not be null")
-        if req.zip_file is None:
+        if req.zip_file is None and req.code is None:
             raise InvalidParameterValueException("Please provide a source for function code: Code.ZipFile.")
         if c.runtime is None:
             raise InvalidParameterValueException("Runtime is required for a Zip package.")
@@ -244,7 +245,7 @@ class FunctionService:
             if req.name in self._functions:
                 raise ResourceConflictException(f"Function already exist: {req.name}")
             layers = self._layers.resolve(c.layers or ())
-            code = await self._code.put(req.zip_file)
+            code = req.code if req.code is not None else await self._code.put(req.zip_file or b"")
             await self._check_size(code, layers)
             config = _apply(
                 FunctionConfig(
@@ -334,6 +335,30 @@ class FunctionService:
             await self._finish_update(name, config.revision_id)
             return await self.publish_version(name)
         self._spawn(self._finish_update(name, config.revision_id))
+        return config
+
+    async def finish_pending(self, name: str) -> None:
+        """Finish a create or update still Pending / InProgress now, instead of in the background."""
+        rec = self.record(name)
+        if rec.latest.status.state is FunctionState.PENDING or rec.latest.status.last_update_status is LastUpdateStatus.IN_PROGRESS:
+            await self._finish_update(name, rec.latest.revision_id)
+
+    async def swap_code(self, name: str, code: CodeRef) -> FunctionConfig:
+        """Make `code`, already unpacked in the store (a source snapshot), what $LATEST runs now.
+
+        The hot-reload path (functions/sources.py): no Pending or InProgress step, since there is
+        nothing to unpack; the next invoke runs the new code. Idle environments on the old code
+        stop at once and busy ones when their invocation ends (EnvironmentRetirer.retire).
+        """
+        async with self._lock(name):
+            rec = self.record(name)
+            # An update in progress is overtaken: its background step sees a new RevisionId and
+            # leaves; its configuration is kept, since `latest` already carries it.
+            config = replace(rec.latest, code=code, revision_id=_new_revision(), last_modified=now_timestamp(), status=_ACTIVE)
+            await self._commit_latest(rec, config)
+            previous, rec.runnable = rec.runnable, config
+        if previous is not None and not previous.runs_like(config):
+            await self._retirer.retire(name, LATEST, wait=False)
         return config
 
     async def update_configuration(self, name: str, changes: ConfigChanges, *, revision_id: str | None = None) -> FunctionConfig:

@@ -11,6 +11,7 @@ from random import getrandbits
 
 from lamina.envs.manager import EnvironmentManager
 from lamina.functions.service import FunctionService
+from lamina.functions.sources import SourceFunctions
 from lamina.invoke.concurrency import ConcurrencyLimiter
 from lamina.invoke.routing import Route, resolve
 from lamina.metrics import Metrics
@@ -38,8 +39,10 @@ class Invoker:
         manager: EnvironmentManager,
         limiter: ConcurrencyLimiter,
         metrics: Metrics | None = None,
+        sources: SourceFunctions | None = None,
     ) -> None:
         self._functions = functions
+        self._sources = sources
         self._manager = manager
         self._limiter = limiter
         # What every invoke ran into; the admin API serves it (GET /lamina/v1/metrics).
@@ -72,6 +75,12 @@ class Invoker:
 
     async def invoke(self, req: InvokeRequest, request_id: RequestId | None = None) -> InvokeResult:
         route = resolve(self._functions, req.ref)
+        if route.config.code.source is not None and self._sources is not None:
+            # A source function being reloaded: wait for the new code rather than run the old.
+            reloading = self._sources.reloading(route.config.name)
+            if reloading is not None:
+                await reloading.wait()
+                route = resolve(self._functions, req.ref)
         inv = Invocation(
             request_id=request_id or new_request_id(),
             config=route.config,

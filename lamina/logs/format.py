@@ -35,7 +35,13 @@ def billed_ms(duration_ms: float) -> int:
 
 
 def report_line(
-    request_id: str, timings: InvokeTimings, memory_size: int, *, status: str | None = None, error_type: str | None = None
+    request_id: str,
+    timings: InvokeTimings,
+    memory_size: int,
+    *,
+    status: str | None = None,
+    error_type: str | None = None,
+    code: str | None = None,
 ) -> str:
     parts = [
         f"REPORT RequestId: {request_id}",
@@ -52,6 +58,10 @@ def report_line(
         parts.append(f"Error Type: {error_type}")
     # Lamina's addition, last so Lambda's fields keep their places: cold, warm or provisioned.
     parts.append(f"Start: {timings.start}")
+    if code:
+        # Lamina's: the first 12 hex digits of the code the invocation ran (CodeSha256 of a zip, in
+        # hex; the tree hash of a source snapshot), so a log says which save produced it.
+        parts.append(f"Code: {code}")
     return "\t".join(parts) + "\t"
 
 
@@ -172,11 +182,19 @@ class PlatformLog:
         return self._json(LogLevel.DEBUG if outcome == "success" else LogLevel.WARN, "platform.runtimeDone", record)
 
     def report(
-        self, request_id: str, timings: InvokeTimings, memory_size: int, *, status: str | None = None, error_type: str | None = None
+        self,
+        request_id: str,
+        timings: InvokeTimings,
+        memory_size: int,
+        *,
+        status: str | None = None,
+        error_type: str | None = None,
+        code: str | None = None,
     ) -> str | None:
-        """REPORT (text; `status` only for platform failures) or platform.report (JSON)."""
+        """REPORT (text; `status` only for platform failures) or platform.report (JSON). `code`: the
+        code hash the invocation ran (Lamina's; the log store keeps it on every record too)."""
         if self.system_level is None:
-            return report_line(request_id, timings, memory_size, status=status, error_type=error_type if status else None)
+            return report_line(request_id, timings, memory_size, status=status, error_type=error_type if status else None, code=code)
         metrics: dict[str, Any] = {
             "durationMs": round(timings.duration_ms, 3), "billedDurationMs": timings.billed_ms,
             "memorySizeMB": memory_size, "maxMemoryUsedMB": timings.max_memory_mb,

@@ -1,6 +1,7 @@
 """Log groups on disk: one append-only JSON-lines file per function under <data>/logs.
 
-Each line is {"t": epoch ms, "s": log stream name, "m": message}. A reader's cursor is a byte
+Each line is {"t": epoch ms, "s": log stream name, "m": message, "c": code hash}; "c" (the first
+12 hex digits of the code the environment ran, issue #7) is absent from lines written before it. A reader's cursor is a byte
 offset into the file, so `lamina logs --follow` resumes exactly where it stopped. Writes are
 batched per invocation (one write call on an O_APPEND fd, no userspace buffer), so a server crash
 loses nothing already written. Environments write an invocation's lines right after its response
@@ -29,6 +30,7 @@ class LogEvent:
     timestamp: int
     stream: str
     message: str
+    code: str = ""
 
 
 class LogStore:
@@ -45,8 +47,8 @@ class LogStore:
             raise ValueError(f"bad function name {function!r}")
         return self._root / f"{function}.jsonl"
 
-    def write(self, function: str, stream: str, events: list[tuple[int, str]]) -> None:
-        """Append events (epoch ms, message) of one stream; visible to readers on return."""
+    def write(self, function: str, stream: str, events: list[tuple[int, str]], *, code: str = "") -> None:
+        """Append events (epoch ms, message) of one stream, run by `code`; visible to readers on return."""
         if not events:
             return
         fd = self._files.get(function)
@@ -58,7 +60,8 @@ class LogStore:
             if len(self._streams) > 4096:
                 self._streams.clear()
             s = self._streams[stream] = encode_basestring(stream)
-        data = "".join(['{"t": %d, "s": %s, "m": %s}\n' % (t, s, encode_basestring(m)) for t, m in events]).encode()
+        c = encode_basestring(code)
+        data = "".join(['{"t": %d, "s": %s, "m": %s, "c": %s}\n' % (t, s, encode_basestring(m), c) for t, m in events]).encode()
         written = os.write(fd, data)
         while written < len(data):  # a regular file takes it all at once, short of a full disk
             written += os.write(fd, data[written:])
@@ -81,7 +84,7 @@ class LogStore:
                     break  # end, or a line still being written
                 cursor += len(line)
                 d = json.loads(line)
-                events.append(LogEvent(timestamp=d["t"], stream=d["s"], message=d["m"]))
+                events.append(LogEvent(timestamp=d["t"], stream=d["s"], message=d["m"], code=d.get("c", "")))
         return events, cursor
 
     async def wait_for_more(self, function: str, cursor: int, timeout: float) -> None:

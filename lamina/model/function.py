@@ -23,10 +23,12 @@ class LastUpdateStatus(enum.Enum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CodeRef:
-    """A stored deployment zip: addressed by its SHA-256."""
+    """A function's code: a stored deployment zip addressed by its SHA-256, or a snapshot of a
+    source directory addressed by its tree hash (then `source` names that directory)."""
 
     sha256_hex: str
     size: int
+    source: str | None = None  # the host directory a source-directory function is watched in
 
     @property
     def sha256_b64(self) -> str:
@@ -200,6 +202,7 @@ class CreateFunctionInput:
     name: str
     changes: ConfigChanges
     zip_file: bytes | None
+    code: CodeRef | None = None  # code already in the store (a source snapshot) instead of a zip
     package_type: str = "Zip"
     publish: bool = False
     tags: dict[str, str] = field(default_factory=dict)

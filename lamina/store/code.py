@@ -107,9 +107,12 @@ class CodeStore:
             raise
 
     async def unzipped_size(self, code: CodeRef) -> int:
-        """Bytes the zip's members take unpacked (read from its central directory only)."""
+        """Bytes the zip's members take unpacked (read from its central directory only); for a
+        source directory's snapshot, the bytes of its files."""
 
         def measure() -> int:
+            if code.source is not None:
+                return sum(p.stat().st_size for p in self.unpacked_path(code).rglob("*") if p.is_file())
             with zipfile.ZipFile(self.zip_path(code)) as zf:
                 return sum(i.file_size for i in zf.infolist())
 
@@ -134,6 +137,28 @@ class CodeStore:
 
     def has(self, sha256_hex: str) -> bool:
         return self.zip_path(sha256_hex).exists()
+
+    async def zip_tree(self, sha256_hex: str) -> bytes | None:
+        """A zip of unpacked code that was never a zip (a source snapshot, store/snapshots.py), for
+        GetFunction's Code.Location; None if there is no such tree. Built on demand, not kept."""
+        root = self._unpacked / sha256_hex
+        if not root.is_dir():
+            return None
+        return await asyncio.to_thread(_zip_tree, root)
+
+
+def _zip_tree(root: Path) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(root.rglob("*")):
+            rel = path.relative_to(root)
+            if path.is_dir() or "__pycache__" in rel.parts:
+                continue
+            info = zipfile.ZipInfo(rel.as_posix(), date_time=(2024, 1, 1, 0, 0, 0))
+            info.external_attr = (0o100000 | (path.stat().st_mode & 0o777)) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, path.read_bytes())
+    return buf.getvalue()
 
 
 def _merge(trees: list[Path], target: Path) -> None:

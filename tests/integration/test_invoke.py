@@ -76,10 +76,12 @@ def test_log_tail_has_lambda_lines(lambda_client: Any, fname: str) -> None:
     duration, init = (float(report[i].split(": ")[1].removesuffix(" ms")) for i in (1, 5))
     billed = int(report[2].removeprefix("Billed Duration: ").removesuffix(" ms"))
     assert -0.01 <= billed - (duration + init) < 1.01
-    assert report[-2] == "Start: cold"  # Lamina's own last field
+    assert report[-3] == "Start: cold"  # Lamina's own last fields: the start kind and the code hash
+    sha = lambda_client.get_function_configuration(FunctionName=fname)["CodeSha256"]
+    assert report[-2] == f"Code: {base64.b64decode(sha).hex()[:12]}"
     warm = tail(lambda_client.invoke(FunctionName=fname, Payload=b"{}", LogType="Tail"))
     assert "Init Duration" not in warm
-    assert warm.rstrip("\n").splitlines()[-1].endswith("\tStart: warm\t")
+    assert "\tStart: warm\tCode: " in warm.rstrip("\n").splitlines()[-1]
 
 
 def test_log_tail_is_at_most_4kb(lambda_client: Any, fname: str) -> None:

@@ -936,6 +936,37 @@ def _serve(api, handler, encoder, log_error):
         payload = None
 
 
+# --- debug mode (Lamina's, issue #7: `lamina invoke --debug`) --------------------------------------
+# Only with _LAMINA_DEBUG_PORT set (envs/debugging.py): debugpy, from a directory holding only it,
+# listens on that port, and the handler waits for a debugger to attach before it runs.
+
+
+def _debug_mode(env, handler):
+    port = env.pop("_LAMINA_DEBUG_PORT", None)
+    host = env.pop("_LAMINA_DEBUG_HOST", "127.0.0.1")
+    path = env.pop("_LAMINA_DEBUG_PATH", None)
+    if not port:
+        return handler
+    if path:
+        sys.path.append(path)
+    import debugpy
+
+    # The adapter in this process: it dies with the environment, freeing the port at once (a
+    # separate adapter daemonizes and holds the port after a reload kills the runtime).
+    debugpy.listen((host, int(port)), in_process_debug_adapter=True)
+
+    def attached(event, context):
+        if not debugpy.is_client_connected():
+            _write_log("LAMINA_DEBUG waiting for a debugger on %s:%s\n" % (host, port))
+            debugpy.wait_for_client()
+        return handler(event, context)
+
+    return attached
+
+
+# --- end of debug mode ------------------------------------------------------------------------------
+
+
 def main():
     env = os.environ
     _setup_streams()
@@ -957,7 +988,7 @@ def main():
 
     handler = error = None
     try:
-        handler = _load_handler(env.get("_HANDLER", ""))
+        handler = _debug_mode(env, _load_handler(env.get("_HANDLER", "")))
     except Exception as exc:
         error = _error_from_exception(exc, "")
     if error is not None:

@@ -1,0 +1,94 @@
+"""One-flag debugging (issue #7): a real debugpy inside the environment, attached to by a small
+Debug Adapter Protocol client (what VS Code speaks): breakpoint, evaluate, continue; the function
+timeout does not fire while the handler is paused."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+
+from lamina.testing import RunningServer, deploy, wait_for_log
+from lamina.testing.dap import DapClient
+
+HANDLER = """def handler(event, context):
+    answer = event["x"] * 2
+    return {"answer": answer}
+"""
+BREAK_LINE = 3
+
+
+def _admin(server: RunningServer, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(server.endpoint + path, data=data, method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        raw = resp.read()
+    return json.loads(raw) if raw else {}
+
+
+@pytest.mark.timeout(120)
+def test_breakpoint_hit_evaluate_continue_and_no_timeout_while_paused(server: RunningServer, fname: str) -> None:
+    deploy(server.client(), fname, {"app.py": HANDLER}, Timeout=1)
+    session = _admin(server, "PUT", f"/lamina/v1/functions/{fname}/debug", {"Port": 0})
+    assert session["Port"] > 0 and session["Isolation"] == "process"
+    handler_path = f"{session['RemoteRoot']}/app.py"
+
+    client = server.client(read_timeout=90)
+    results: list[dict[str, Any]] = []
+    invoking = threading.Thread(target=lambda: results.append(client.invoke(FunctionName=fname, Payload=b'{"x": 21}')))
+    invoking.start()
+    dap = DapClient(session["Host"], session["Port"])
+    try:
+        placed = dap.attach(breakpoints={handler_path: [BREAK_LINE]})
+        assert placed[0]["verified"], placed
+
+        stopped = dap.event("stopped")
+        paused_at = time.monotonic()
+        assert stopped["body"]["reason"] == "breakpoint"
+        thread = stopped["body"]["threadId"]
+        frame = dap.request("stackTrace", threadId=thread, levels=1)["body"]["stackFrames"][0]
+        assert (frame["line"], frame["source"]["path"]) == (BREAK_LINE, handler_path)
+        value = dap.request("evaluate", expression="answer", frameId=frame["id"], context="repl")["body"]["result"]
+        assert value == "42"
+
+        time.sleep(1.5)  # the scenario itself: paused for longer than the 1 s function timeout
+        assert not results, "the invoke answered while the handler was paused"
+        dap.request("continue", threadId=thread)
+        invoking.join(60)
+        paused_s = time.monotonic() - paused_at
+    finally:
+        dap.close()
+        _admin(server, "DELETE", f"/lamina/v1/functions/{fname}/debug")
+    assert len(results) == 1
+    resp = results[0]
+    assert "FunctionError" not in resp, resp
+    assert json.loads(resp["Payload"].read()) == {"answer": 42}
+    assert paused_s > 1.0
+    # The handler had waited for the debugger before it ran.
+    wait_for_log(server.endpoint, fname, "LAMINA_DEBUG waiting for a debugger")
+    print(f"\npaused {paused_s:.2f} s at app.py:{BREAK_LINE} under a 1 s timeout; invoke answered after continue")
+
+    # The session is over: ordinary environments again, and the 1 s timeout applies.
+    after = server.client().invoke(FunctionName=fname, Payload=b'{"x": 1}')
+    assert json.loads(after["Payload"].read()) == {"answer": 2}
+
+
+def test_debug_refuses_an_unknown_function_and_a_taken_port(server: RunningServer, fname: str) -> None:
+    import urllib.error
+
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        _admin(server, "PUT", f"/lamina/v1/functions/{fname}/debug", {"Port": 0})
+    assert missing.value.code == 404
+    deploy(server.client(), fname, {"app.py": HANDLER})
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(urllib.error.HTTPError) as conflict:
+            _admin(server, "PUT", f"/lamina/v1/functions/{fname}/debug", {"Port": taken.getsockname()[1]})
+    assert conflict.value.code == 409
+    assert "is in use" in json.loads(conflict.value.read())["message"]
