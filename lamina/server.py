@@ -226,6 +226,7 @@ async def run(settings: Settings) -> None:
             sandboxes=isolation.sandboxes,
             network=settings.network,
             python_sdks=python_sdks,
+            account_id=settings.account_id,
         ),
         catalog=catalog,
         code=code,

@@ -43,6 +43,8 @@ from lamina.logs import format as logfmt
 from lamina.logs.store import LogStore
 from lamina.model.function import FunctionConfig
 from lamina.model.invocation import Invocation, InvokeOutcome, InvokeResult, InvokeTimings
+from lamina.envs import extensions as ext
+from lamina.runtimeapi.extensions import ExtensionEvent, ExtensionsHub, FunctionIdentity
 from lamina.runtimeapi.server import start_listener
 from lamina.runtimeapi.session import InitError, InvocationExpired, NextEvent, RuntimeGone, RuntimeReply, RuntimeSession
 from lamina.runtimeapi.wire import MAX_RESPONSE_BYTES
@@ -96,6 +98,7 @@ class EnvironmentContext:
     network: NetworkMode = "none"
     # The AWS SDK sets the managed Python runtimes carry (none: functions must package boto3).
     python_sdks: SdkCatalog = field(default_factory=lambda: SdkCatalog({}))
+    account_id: str = "000000000000"  # what /extension/register answers with Accept-Feature accountId
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -178,6 +181,10 @@ class ExecutionEnvironment:
         self._deadline_at: float | None = None  # loop time the invocation in flight times out
         self._tail: list[str] | None = None  # this invocation's lines, when a tail is wanted
         self._start_kind = "cold"  # of the invocation in flight: cold, warm or provisioned
+        self._hub: ExtensionsHub | None = None  # this launch's Extensions API, if extensions registered
+        self._extensions_due = 0.0  # loop time the invocation in flight (and its extensions) must end
+        # Extensions finishing the last invocation (post-invoke); the environment is lent again after.
+        self.post_invoke: asyncio.Task[None] | None = None
         # The platform's lines in the function's log format, filtered by its log levels.
         self._plog = logfmt.PlatformLog.for_config(config.logging)
         self._init_info = logfmt.InitInfo(
@@ -233,6 +240,12 @@ class ExecutionEnvironment:
         if isinstance(layout, InitFailure):
             return layout
         argv, mounts, task_root, runtime_dir = layout
+        externals = ext.external_extensions(self._opt_dir)
+        if externals:  # started before the runtime, in the same sandbox (spec 4.7)
+            assert self._opt_dir is not None
+            ext_dir = "/opt/extensions" if self._sandbox.maps_paths else str(self._opt_dir / "extensions")
+            argv = ext.launch_argv(ext_dir, argv)
+        until = self._loop.time() + budget
         env = self._runtime_env(task_root, runtime_dir)
         mounts = self._with_sdk(mounts, env)
         self._log(self._plog.init_start(self._init_info, phase, self._runtime_version, self._runtime_version_arn))
@@ -250,8 +263,14 @@ class ExecutionEnvironment:
         except OSError as exc:
             reason = (exc.strerror or str(exc)).lower()
             return InitFailure(error_type="Runtime.InvalidEntrypoint", detail=f"fork/exec {argv[0]}: {reason}")
-        session = RuntimeSession()
+        c = self.config
+        hub = ExtensionsHub(
+            FunctionIdentity(name=c.name, version=c.version, handler=c.handler, account_id=self._ctx.account_id),
+            frozenset(externals),
+        )
+        session = RuntimeSession(extensions=hub)
         self._session = session
+        self._hub = None
         self._listener = await start_listener(session, sock)
         self._running = True
         self._oom_seen = self._sandbox.oom_kills()
@@ -264,6 +283,9 @@ class ExecutionEnvironment:
             if ready in done and ready.exception() is None:
                 init_error = ready.result()
                 if init_error is None:
+                    failure = await self._extensions_ready(hub, externals, until, limit_s)
+                    if failure is not None:
+                        return failure
                     self._needs_launch = False
                     self._sandbox.limit_cpu(True)
                     return None
@@ -276,6 +298,30 @@ class ExecutionEnvironment:
             return InitFailure(error_type="Sandbox.Timedout", status="timeout", detail=f"Task timed out after {limit_s:.2f} seconds")
         finally:
             ready.cancel()
+
+    async def _extensions_ready(self, hub: ExtensionsHub, externals: list[str], until: float, limit_s: float) -> InitFailure | None:
+        """Init also waits for the extensions: every external one registered, and all of them
+        asking for their first event (spec 4.7). None once they are; else why init failed."""
+        if not externals and not hub.extensions:
+            return None
+        failed = hub.init_error
+        try:
+            await asyncio.wait_for(
+                hub.wait(lambda: ext.registered(hub, externals) or failed() is not None), max(0.0, until - self._loop.time())
+            )  # fmt: skip
+        except TimeoutError:
+            late = ", ".join(ext.not_ready(hub, externals))  # before the reset closes the hub
+            await self._stop_runtime()
+            return InitFailure(error_type="Extension.Crash", status="timeout",
+                               detail=f"extension(s) {late} did not finish init within {limit_s:.2f} seconds")  # fmt: skip
+        for e in hub.extensions:
+            self._log(ext.state_line(e))
+        bad = failed()
+        if bad is not None:
+            await self._stop_runtime()
+            return InitFailure(error_type=bad.error or "Extension.InitError", detail=f"extension {bad.name} failed to initialise")
+        self._hub = hub if hub.extensions else None
+        return None
 
     async def _after_init_error(self, err: InitError) -> InitFailure:
         # The runtime exits right after posting /init/error (spec 4.4); give it a moment, then kill.
@@ -497,11 +543,24 @@ class ExecutionEnvironment:
             self._timer.cancel()
             self._timer = None
         self._complete()
+        await self._shut_down_extensions()
         await self._stop_runtime()
         self._flush_logs()
         await self._sandbox.destroy()
         if self._on_dead is not None:
             self._on_dead(self)
+
+    async def _shut_down_extensions(self) -> None:
+        """SHUTDOWN to the extensions registered for it; they get SHUTDOWN_GRACE_S to leave."""
+        hub = self._hub
+        if hub is None or not self._running or not any(ExtensionEvent.SHUTDOWN in e.events for e in hub.extensions):
+            return
+        self._thaw()
+        hub.shutdown(reason="spindown", deadline_ms=int((time.time() + ext.SHUTDOWN_GRACE_S) * 1000))
+        try:
+            await asyncio.wait_for(hub.wait(hub.shut_down), ext.SHUTDOWN_GRACE_S)
+        except TimeoutError:
+            pass  # killed with the rest of the tree
 
     # --- invoke ------------------------------------------------------------------------------
 
@@ -518,6 +577,26 @@ class ExecutionEnvironment:
             self._tail = None
             if self._after is None:
                 self._after = self._loop.call_soon(self._complete)
+            hub = self._hub
+            if self.state is EnvState.BUSY and hub is not None and not hub.ready():
+                # The answer goes out now; the environment stays busy until the extensions are
+                # done with the invocation too (Lambda's post-invoke phase, spec 4.7).
+                self.post_invoke = self._loop.create_task(self._wait_extensions(hub, self._extensions_due))
+            elif self.state is EnvState.BUSY:
+                self.state = EnvState.IDLE
+                self.idle_since = time.monotonic()
+                self._became_idle()
+
+    async def _wait_extensions(self, hub: ExtensionsHub, due: float) -> None:
+        """Post-invoke: until every extension asks for its next event, at most until the
+        invocation's deadline; past it, the environment is reset, as after a timeout."""
+        try:
+            await asyncio.wait_for(hub.wait(hub.ready), max(0.0, due - self._loop.time()))
+        except TimeoutError:
+            self._log("Extensions did not finish the invocation before its deadline; resetting the environment")
+            await self._stop_runtime()
+        finally:
+            self.post_invoke = None
             if self.state is EnvState.BUSY:
                 self.state = EnvState.IDLE
                 self.idle_since = time.monotonic()
@@ -563,6 +642,9 @@ class ExecutionEnvironment:
         session = self._session
         reply_future = session.deliver(event)
         self._deadline_at = due = self._loop.time() + max(0.0, deadline - t_start)
+        if self._hub is not None:
+            self._hub.invoke(request_id=rid, deadline_ms=event.deadline_ms, invoked_arn=inv.invoked_arn, trace_id=inv.trace_id)
+            self._extensions_due = due
         self._watch(due)
         try:
             # The session's future: it resolves with the reply, fails with RuntimeGone, or with

@@ -77,6 +77,7 @@ class EnvironmentManager:
         self._warm = 0
         self._closed = False
         self._fills: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._returns: set[asyncio.Task[None]] = set()  # environments coming back after post-invoke
         # Functions in a debug session (envs/debugging.py): their environments run the debugger.
         self._debug: dict[str, DebugSetup] = {}
         # Background work close() waits for: stops (retire(wait=False)) and prewarms after a reload.
@@ -115,6 +116,16 @@ class EnvironmentManager:
         return env, pool
 
     async def _give_back(self, env: ExecutionEnvironment, pool: _Pool, config: FunctionConfig, mode: NetworkMode) -> None:
+        post_invoke = env.post_invoke
+        if post_invoke is not None:
+            # Its extensions are still on the invocation: it stays busy and comes back after.
+            def later(_: object) -> None:
+                task = asyncio.ensure_future(self._give_back(env, pool, config, mode))
+                self._returns.add(task)
+                task.add_done_callback(self._returns.discard)
+
+            post_invoke.add_done_callback(later)
+            return
         pool.busy.discard(env)
         if (env in pool.retiring or self._closed or not _runs_like(env, config) or env.network != mode
                 or env.debug != self._debug.get(config.name)):  # fmt: skip

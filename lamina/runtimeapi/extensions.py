@@ -6,12 +6,14 @@ before the runtime; internal ones run inside the runtime process and register du
 
 Each extension: REGISTERED → (GET /event/next) WAITING ⇄ (an event handed out) PROCESSING → GONE.
 An extension "is done" with an event when it calls /event/next again; it is gone when it posts
-/exit/error (the environment watches its processes for the rest). The hub tells the environment:
+/exit/error, or when the connection its SHUTDOWN went out on closes. The hub tells the environment:
 - `ready()`: every registered extension is WAITING (init is over when this and the runtime's
   first /next both hold; an invocation's post-invoke phase is over when this holds again);
 - `invoke(...)`: hand an INVOKE event to those registered for it;
-- `shutdown(...)`: hand SHUTDOWN to those registered for it.
-Registration closes when the runtime's init ends (its first /next), as on Lambda.
+- `shutdown(...)`: hand SHUTDOWN to those registered for it; `shut_down()` says when they left.
+Registration closes when the runtime's init ends (its first /next), as on Lambda, except for the
+external extensions the platform started (they start alongside the runtime here, not before it,
+and init is not over until they have registered).
 """
 
 from __future__ import annotations
@@ -81,6 +83,10 @@ class Extension:
     queue: deque[bytes] = field(default_factory=deque)
     waiter: EventWaiter | None = None
     error: str | None = None  # the type of an /init/error or /exit/error it posted
+    # The connection its SHUTDOWN went out on: when that closes, the extension has exited (after
+    # SHUTDOWN an extension makes no more calls but /exit/error; see `connection_closed`).
+    shutdown_on: EventWaiter | None = None
+    shutdown_sent: bool = False
 
 
 class ExtensionsHub:
@@ -136,14 +142,22 @@ class ExtensionsHub:
                 waiter.extension_gone()
         self._changed.set()
 
+    def shut_down(self) -> bool:
+        """Every extension sent a SHUTDOWN has left (or asked for another event)."""
+        return all(not (e.shutdown_sent and e.state is ExtensionState.PROCESSING) for e in self._by_id.values())
+
     def _broadcast(self, kind: ExtensionEvent, body: bytes) -> int:
         n = 0
         for ext in self._by_id.values():
             if kind in ext.events and ext.state is not ExtensionState.GONE:
                 n += 1
                 ext.state = ExtensionState.PROCESSING
+                if kind is ExtensionEvent.SHUTDOWN:
+                    ext.shutdown_sent = True
                 waiter, ext.waiter = ext.waiter, None
                 if waiter is not None:
+                    if kind is ExtensionEvent.SHUTDOWN:
+                        ext.shutdown_on = waiter
                     waiter.extension_event(str(uuid.uuid4()), body)
                 else:
                     ext.queue.append(body)
@@ -157,7 +171,8 @@ class ExtensionsHub:
         """POST /extension/register: the new identifier and the answer's body."""
         if not name:
             raise ExtensionError("Extension.InvalidExtensionName", "Empty extension name")
-        if not self._open:
+        if not self._open and name not in self._external:
+            # External extensions the platform launched may still come: init waits for them.
             raise ExtensionError("Extension.RegistrationClosed", "Extension registration closed already")
         try:
             doc = json.loads(body or b"{}")
@@ -198,18 +213,25 @@ class ExtensionsHub:
             raise ExtensionError("Extension.InvalidExtensionState", f"Extension {ext.name} has exited")
         if ext.queue:
             ext.state = ExtensionState.PROCESSING
-            return str(uuid.uuid4()), ext.queue.popleft()
+            body = ext.queue.popleft()
+            if ext.shutdown_sent and not ext.queue:
+                ext.shutdown_on = waiter  # the SHUTDOWN is the last event it gets
+            return str(uuid.uuid4()), body
         ext.state = ExtensionState.WAITING
         ext.waiter = waiter
         self._changed.set()
         return None
 
-    def unpark(self, waiter: EventWaiter) -> None:
-        """`waiter`'s connection closed. Its extension is not taken for gone: HTTP clients that open a
-        connection per request (urllib) close one after every answer; processes are watched instead."""
+    def connection_closed(self, waiter: EventWaiter, *, kept_alive: bool) -> None:
+        """`waiter`'s connection closed. That says nothing of a client that opens a connection per
+        request (urllib closes one after every answer); but a kept-alive connection that its
+        SHUTDOWN went out on closes when the extension exits."""
         for ext in self._by_id.values():
             if ext.waiter is waiter:
                 ext.waiter = None
+            if kept_alive and ext.shutdown_on is waiter and ext.state is ExtensionState.PROCESSING:
+                ext.state = ExtensionState.GONE
+                self._changed.set()
 
     def post_error(self, identifier: str | None, error_type: str | None, *, exiting: bool) -> None:
         """POST /extension/init/error or /exit/error."""

@@ -59,6 +59,7 @@ class _Connection(asyncio.Protocol):
         self._waiting: _Request | None = None  # a /next parked in the session
         self._held = False  # a 202 for a reply is due: later requests wait for it (see _accept_soon)
         self._ext_waiting: _Request | None = None  # an extension's /event/next, parked in the hub
+        self._served = 0  # requests taken on this connection (more than one: a kept-alive client)
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -72,9 +73,9 @@ class _Connection(asyncio.Protocol):
             self._waiting = None
             self._session.unpark(self)
         hub = self._session.extensions
-        if hub is not None and self._ext_waiting is not None:
+        if hub is not None:
             self._ext_waiting = None
-            hub.unpark(self)
+            hub.connection_closed(self, kept_alive=self._served > 1)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -123,6 +124,7 @@ class _Connection(asyncio.Protocol):
     def _handle(self, req: _Request) -> None:
         s = self._session
         path = req.path
+        self._served += 1
         if path.startswith(wire.EXT_PREFIX):
             self._handle_extension(req)
             return
