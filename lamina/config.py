@@ -44,6 +44,9 @@ class Settings:
     # Test-mode clock of asynchronous invocation: every backoff delay and event age is divided by
     # it (60: Lambda's 1-minute retry takes 1 s, a 60 s MaximumEventAgeInSeconds 1 s). 1 = real.
     async_time_scale: float = 1.0
+    # Test-mode clock of schedules: rate() periods are divided by it (60: rate(1 minute) fires
+    # every second). cron() times stay wall-clock minutes. 1 = real.
+    schedule_time_scale: float = 1.0
 
     @property
     def endpoint(self) -> str:

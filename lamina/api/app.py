@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from lamina.api import admin, concurrency, event_config, functions, invoke, tags, versions
+from lamina.api import admin, concurrency, event_config, functions, invoke, schedules, tags, versions
 from lamina.api.common import Handler, Services, endpoint
 from lamina.api.errors import error_response
 from lamina.model.errors import LambdaError
@@ -73,6 +73,11 @@ def build_app(services: Services) -> ASGIApp:
         ("GET", "/lamina/v1/events", admin.events),
         ("GET", "/lamina/v1/events/failed", admin.failed_events),
         ("POST", "/lamina/v1/events/failed/{id}/replay", admin.replay_event),
+        ("POST", "/lamina/v1/schedules", schedules.create_schedule),
+        ("GET", "/lamina/v1/schedules", schedules.list_schedules),
+        ("GET", "/lamina/v1/schedules/{name}", schedules.get_schedule),
+        ("POST", "/lamina/v1/schedules/{name}", schedules.update_schedule),
+        ("DELETE", "/lamina/v1/schedules/{name}", schedules.delete_schedule),
     ]
     # One Route per path, dispatching on method, so a wrong method is a 405 and not a 404.
     by_path: dict[str, dict[str, Handler]] = {}

@@ -22,6 +22,7 @@ from lamina.invoke.invoker import Invoker
 from lamina.logs.store import LogStore
 from lamina.model.errors import InvalidRequestContentException, LambdaError, ServiceException
 from lamina.store.code import CodeStore
+from lamina.schedules.scheduler import Scheduler
 from lamina.store.queue import EventQueue
 
 log = logging.getLogger("lamina.api")
@@ -35,6 +36,7 @@ class Services:
     dispatcher: Dispatcher
     event_configs: EventConfigs
     queue: EventQueue
+    scheduler: Scheduler
     environments: EnvironmentManager
     logs: LogStore
     code: CodeStore
