@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from lamina.api.common import Services, empty_response, json_body, json_response
+from lamina.model.errors import ValidationException
 from lamina.model.ids import FunctionRef, validation_error
 from lamina.model.schedules import NewSchedule, Schedule, ScheduleState
 
@@ -87,8 +88,10 @@ def _rounded(t: float | None) -> float | None:
 
 def _string(body: dict[str, Any], key: str, member: str) -> str:
     value = body.get(key)
-    if value is None:
-        raise validation_error("null", member, "Member must not be null")
+    if value is None:  # (AWS writes a missing value unquoted)
+        raise ValidationException(
+            f"1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"
+        )
     if not isinstance(value, str):
         raise validation_error(str(value), member, "Member must be a string")
     return value

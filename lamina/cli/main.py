@@ -1,4 +1,4 @@
-"""The `lamina` command tree: up, deploy, invoke, ls, logs, rm, events.
+"""The `lamina` command tree: up, deploy, invoke, ls, logs, rm, events, schedule.
 
 Only `up` touches the server's code (`lamina.server`, imported inside the command). Every other
 command goes over HTTP, through `lamina.cli.client`, exactly as a user's own tools would
@@ -411,6 +411,73 @@ def events_replay(ctx: typer.Context, request_id: Annotated[str, typer.Argument(
 
     arn = AdminClient(_endpoint(ctx)).replay(request_id)
     _stdout().print(Text.assemble("replayed ", (request_id, "cyan"), f" on {arn}"))
+
+
+# --- schedule -------------------------------------------------------------------------------
+
+schedule_app = typer.Typer(
+    name="schedule",
+    help="Run functions on EventBridge rate() and cron() expressions (UTC).",
+    no_args_is_help=True,
+)
+app.add_typer(schedule_app)
+
+
+@schedule_app.command("add")
+def schedule_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The function to run; also the schedule's name unless --name or --function.")],
+    expression: Annotated[str, typer.Argument(help="'rate(5 minutes)' or 'cron(0 12 * * ? *)', EventBridge's syntax.")],
+    function: Annotated[str | None, typer.Option("--function", help="Run this function; NAME then names the schedule only.")] = None,
+    schedule: Annotated[str | None, typer.Option("--name", help="The schedule's name (NAME then is the function).")] = None,
+    qualifier: Annotated[str | None, typer.Option("--qualifier", help="A version or alias to run.")] = None,
+    input_json: Annotated[str | None, typer.Option("--input", help="JSON sent instead of the Scheduled Event.")] = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Create it disabled.")] = False,
+) -> None:
+    """Add a schedule: NAME's function runs on EXPRESSION, through the asynchronous queue."""
+    from rich.text import Text
+
+    from lamina.cli.client import AdminClient, CliError
+
+    if function is not None and schedule is not None:
+        raise CliError("give --function (NAME is the schedule) or --name (NAME is the function), not both")
+    target = function or name
+    added = AdminClient(_endpoint(ctx)).add_schedule(name=schedule or name, expression=expression, function=target,
+                                                     qualifier=qualifier, input_json=input_json, enabled=not disabled)  # fmt: skip
+    when = "disabled" if added.next_fire_at is None else f"next fire {_utc(added.next_fire_at)} UTC"
+    _stdout().print(Text.assemble("added ", (added.name, "cyan"), f": {added.expression} runs {target} ({when})"))
+
+
+@schedule_app.command("ls")
+def schedule_ls(
+    ctx: typer.Context, function: Annotated[str | None, typer.Argument(help="Only this function's schedules.")] = None
+) -> None:
+    """List schedules with their next fire time."""
+    from lamina.cli.client import AdminClient
+    from lamina.cli.render import schedules_table
+
+    found = AdminClient(_endpoint(ctx)).schedules(function)
+    if not found:
+        _stderr().print("no schedules", style="dim")
+        return
+    _stdout().print(schedules_table(found, now=time.time()))
+
+
+@schedule_app.command("rm")
+def schedule_rm(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Schedule name.")]) -> None:
+    """Delete a schedule (events it already queued still run)."""
+    from rich.text import Text
+
+    from lamina.cli.client import AdminClient
+
+    AdminClient(_endpoint(ctx)).remove_schedule(name)
+    _stdout().print(Text.assemble("deleted schedule ", (name, "cyan")))
+
+
+def _utc(t: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 # --- helpers --------------------------------------------------------------------------------
