@@ -373,12 +373,14 @@ def _follow_page(ctx: typer.Context, admin: AdminClient, name: str, cursor: int)
 
 # --- events ---------------------------------------------------------------------------------
 
-events_app = typer.Typer(
-    name="events",
-    help="Asynchronous events that failed with no destination or dead-letter target.",
-    no_args_is_help=True,
-)
-app.add_typer(events_app)
+def _command_group(name: str, help_text: str) -> typer.Typer:
+    """`lamina NAME ...`: a group of subcommands."""
+    group = typer.Typer(name=name, help=help_text, no_args_is_help=True)
+    app.add_typer(group)
+    return group
+
+
+events_app = _command_group("events", "Asynchronous events that failed with no destination or dead-letter target.")
 
 
 @events_app.command("failed")
@@ -415,12 +417,7 @@ def events_replay(ctx: typer.Context, request_id: Annotated[str, typer.Argument(
 
 # --- schedule -------------------------------------------------------------------------------
 
-schedule_app = typer.Typer(
-    name="schedule",
-    help="Run functions on EventBridge rate() and cron() expressions (UTC).",
-    no_args_is_help=True,
-)
-app.add_typer(schedule_app)
+schedule_app = _command_group("schedule", "Run functions on EventBridge rate() and cron() expressions (UTC).")
 
 
 @schedule_app.command("add")

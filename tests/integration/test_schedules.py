@@ -244,12 +244,8 @@ RECORDER = """\
 import json, os
 
 def handler(event, context):
-    line = json.dumps({"time": event["time"], "id": event["id"]}) + "\\n"
-    fd = os.open(os.environ["FIRES"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line.encode())
-    finally:
-        os.close(fd)
+    with open(os.environ["FIRES"], "a") as f:  # one write of a short line: O_APPEND keeps lines whole
+        f.write(json.dumps({"time": event["time"], "id": event["id"]}) + "\\n")
 """
 
 
