@@ -282,3 +282,15 @@ def test_sigkill_neither_loses_nor_doubles_a_fire(data_dir: Path, tmp_path: Path
     # 1, 2, ... up to the crash, then (after one gap at most: the downtime, coalesced) on again
     gaps = [(a, b) for a, b in zip(ks, ks[1:]) if b != a + 1]
     assert ks[0] == 1 and len(gaps) <= 1, ks
+
+
+def test_up_refuses_a_non_positive_schedule_time_scale(data_dir: Path) -> None:
+    import os
+
+    from lamina.testing import free_port
+
+    done = subprocess.run([sys.executable, "-m", "lamina", "up", "--port", str(free_port()), "--data-dir", str(data_dir)],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "LAMINA_SCHEDULE_TIME_SCALE": "0"})  # fmt: skip
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "LAMINA_SCHEDULE_TIME_SCALE must be a positive number, not 0.0" in done.stderr
