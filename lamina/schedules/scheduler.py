@@ -123,7 +123,7 @@ class Scheduler:
                                 created=self._clock())  # fmt: skip
             try:
                 await self._repo.create(schedule)
-            except ScheduleExists as exc:  # stored by a server before (never loaded: cannot happen)
+            except ScheduleExists as exc:  # (memory mirrors the store: only a bug gets here)
                 raise _exists(new.name) from exc
             except sqlite3.IntegrityError as exc:  # the function's row is gone (deleted meanwhile)
                 raise ResourceNotFoundException(f"Function not found: {self._functions.arns.function(rec.name)}") from exc
