@@ -422,6 +422,12 @@ class AdminClient:
         body = self._get(f"/lamina/v1/schedules{query}", timeout=30.0)
         return [_schedule(x) for x in body.get("Schedules", [])]
 
+    def set_schedule_state(self, name: str, *, enabled: bool) -> ScheduleSummary:
+        import urllib.parse
+
+        path = f"/lamina/v1/schedules/{urllib.parse.quote(name, safe='')}"
+        return _schedule(self._get(path, timeout=30.0, method="POST", body={"State": "ENABLED" if enabled else "DISABLED"}))
+
     def remove_schedule(self, name: str) -> None:
         import urllib.parse
 

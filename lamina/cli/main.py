@@ -471,6 +471,28 @@ def schedule_rm(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Sc
     _stdout().print(Text.assemble("deleted schedule ", (name, "cyan")))
 
 
+@schedule_app.command("enable")
+def schedule_enable(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Schedule name.")]) -> None:
+    """Enable a schedule: it fires from now on (fires passed while it was disabled never run)."""
+    _set_schedule_state(ctx, name, enabled=True)
+
+
+@schedule_app.command("disable")
+def schedule_disable(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Schedule name.")]) -> None:
+    """Disable a schedule: it fires no more until enabled."""
+    _set_schedule_state(ctx, name, enabled=False)
+
+
+def _set_schedule_state(ctx: typer.Context, name: str, *, enabled: bool) -> None:
+    from rich.text import Text
+
+    from lamina.cli.client import AdminClient
+
+    changed = AdminClient(_endpoint(ctx)).set_schedule_state(name, enabled=enabled)
+    when = f"next fire {_utc(changed.next_fire_at)} UTC" if changed.next_fire_at is not None else "no fire to come"
+    _stdout().print(Text.assemble(("enabled " if enabled else "disabled ", "bold"), (name, "cyan"), f" ({when})"))
+
+
 def _utc(t: float) -> str:
     from datetime import UTC, datetime
 

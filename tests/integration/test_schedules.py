@@ -231,6 +231,12 @@ def test_cli_schedule_add_ls_rm(server: RunningServer, lambda_client: Any, fname
     assert "rate(5 minutes)" in lines[0] and "ENABLED" in lines[0] and "(in 4m" in lines[0]
     assert "cron(0 9 ? * MON-FRI *)" in lines[1] and " 09:00:00" in lines[1]
 
+    disabled = cli("disable", fname + "-weekdays")
+    assert disabled.returncode == 0 and f"disabled {fname}-weekdays (no fire to come)" in disabled.stdout
+    assert "DISABLED" in [line for line in cli("ls", fname).stdout.splitlines() if "-weekdays" in line][0]
+    enabled = cli("enable", fname + "-weekdays")
+    assert enabled.returncode == 0 and f"enabled {fname}-weekdays (next fire " in enabled.stdout
+
     removed = cli("rm", fname)
     assert removed.returncode == 0 and f"deleted schedule {fname}" in removed.stdout
     missing = cli("rm", fname)
