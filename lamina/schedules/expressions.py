@@ -69,8 +69,11 @@ class Rate:
         period = self.period(scale)
         k = max(1, math.floor((t - anchor) / period) + 1)
         fire = anchor + k * period
-        while fire <= t:  # float rounding of the division
+        while fire <= t:  # float rounding of the division, either way
             k += 1
+            fire = anchor + k * period
+        while k > 1 and anchor + (k - 1) * period > t:
+            k -= 1
             fire = anchor + k * period
         return fire
 
@@ -160,7 +163,7 @@ class Cron:
     def next_after(self, t: float, *, anchor: float = 0.0, scale: float = 1.0) -> float | None:
         """The first fire strictly after `t`; None if there is none before 2200. (`anchor` and
         `scale` concern rates only.)"""
-        start = datetime.fromtimestamp((math.floor(t / 60) + 1) * 60, tz=UTC)
+        start = datetime.fromtimestamp((math.floor(t) // 60 + 1) * 60, tz=UTC)  # (t/60 may round up a minute)
         for year in self.years:
             if year < start.year:
                 continue
