@@ -49,6 +49,9 @@ class Settings:
     # Where the AWS SDK sets of the managed Python runtimes are installed (lamina/runtimes/sdk.py);
     # Path() = the .runtime-sdk directory scripts/setup.sh fills beside the package's checkout.
     sdk_dir: Path = field(default_factory=Path)
+    # Test-mode clock of schedules: rate() periods are divided by it (60: rate(1 minute) fires
+    # every second). cron() times stay wall-clock minutes. 1 = real.
+    schedule_time_scale: float = 1.0
 
     @property
     def endpoint(self) -> str:

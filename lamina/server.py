@@ -2,11 +2,12 @@
 
 Start: data directory → SQLite → code and log stores → runtime catalog → environments →
 functions (loaded from the store) → source-directory watchers (issue #7) → invoker → event queue
-and dispatcher → HTTP. The listening socket is bound before the "listening" line is printed, so a
-client that reads that line can connect at once.
+and dispatcher → scheduler → HTTP. The listening socket is bound before the "listening" line is
+printed, so a client that reads that line can connect at once.
 
 Stop (SIGINT/SIGTERM, handled by uvicorn): stop accepting HTTP and finish open requests (Event
-invokes waiting for their commit included); stop claiming events and give running ones the grace
+invokes waiting for their commit included); stop the scheduler (fires under way are
+recorded with their events); stop claiming events and give running ones the grace
 period (the rest stay leased and run again at the next start); commit what the queue's writer
 holds; stop the source watchers; cancel code unpacking; kill every environment; close log files
 and the database.
@@ -52,12 +53,14 @@ from lamina.sandbox.linux import BwrapHost, BwrapSandbox
 from lamina.sandbox.network import NetworkError, OutboundNetwork
 from lamina.sandbox.process import ProcessSandbox
 from lamina.sandbox.zygote import Preload, ZygoteHost, ZygoteSandbox
+from lamina.schedules.scheduler import Scheduler
 from lamina.store.code import CodeStore
 from lamina.store.db import Database
 from lamina.store.functions import FunctionRepo
 from lamina.store.layers import LayerRepo
 from lamina.store.queue import EventQueue
 from lamina.store.snapshots import SourceSnapshots
+from lamina.store.schedules import ScheduleRepo
 
 log = logging.getLogger("lamina")
 SHUTDOWN_GRACE_S = 5
@@ -194,6 +197,8 @@ def _prepare_data_dir(data: Path, sandboxed: bool) -> None:
 async def run(settings: Settings) -> None:
     if not settings.async_time_scale > 0:
         raise SystemExit(f"lamina: LAMINA_ASYNC_TIME_SCALE must be a positive number, not {settings.async_time_scale}")
+    if not settings.schedule_time_scale > 0:
+        raise SystemExit(f"lamina: LAMINA_SCHEDULE_TIME_SCALE must be a positive number, not {settings.schedule_time_scale}")
     memory_budget = settings.memory_budget or host_memory_budget_mb()
     concurrency = settings.max_concurrency or max(1, min(1000, memory_budget // 128))
     settings = replace(settings, memory_budget=memory_budget, max_concurrency=concurrency)
@@ -262,11 +267,18 @@ async def run(settings: Settings) -> None:
         max_in_flight=settings.max_concurrency,
         time_scale=settings.async_time_scale,
     )
+    scheduler = Scheduler(
+        repo=ScheduleRepo(db, queue),
+        functions=functions,
+        dispatcher=dispatcher,
+        time_scale=settings.schedule_time_scale,
+    )
     try:
         await isolation.open()
         await layers.load()  # before functions, which reference layer versions
         await functions.load()
         await sources.load()
+        await scheduler.load()
         app = build_app(
             Services(
                 functions=functions,
@@ -275,6 +287,7 @@ async def run(settings: Settings) -> None:
                 event_configs=event_configs,
                 layers=layers,
                 queue=queue,
+                scheduler=scheduler,
                 environments=manager,
                 logs=logs,
                 code=code,
@@ -320,10 +333,14 @@ async def run(settings: Settings) -> None:
             writer = tg.create_task(queue.run())
             dispatching = tg.create_task(dispatcher.run())
             watching = tg.create_task(sources.run())
+            scheduling = tg.create_task(scheduler.run())
             try:
                 await server.serve(sockets=[sock])
             finally:
                 reaper.cancel()
+                # The scheduler stops first: its fires under way are recorded, with their events.
+                scheduler.stop()
+                await scheduling
                 sources.close()
                 watching.cancel()
                 # Running events get the grace period; their settlements need the writer, which

@@ -99,10 +99,12 @@ async def metrics(request: Request, s: Services) -> Response:
 
 
 async def events(request: Request, s: Services) -> Response:
-    """The event queue and the dispatcher: what waits, what runs, what failed (statistics())."""
+    """The event queue, the dispatcher and the scheduler: what waits, what runs, what failed, what
+    schedules fired (statistics())."""
     q = await s.queue.statistics()
     d = s.dispatcher.statistics()
     commits, writes = s.queue.commit_statistics()
+    sched = s.scheduler.statistics()
     return json_response(
         {
             "queued": q.queued,
@@ -122,6 +124,13 @@ async def events(request: Request, s: Services) -> Response:
             },
             "commits": commits,
             "writesCommitted": writes,
+            "schedules": {
+                "schedules": sched.schedules,
+                "enabled": sched.enabled,
+                "fired": sched.fired,
+                "caughtUp": sched.caught_up,
+                "skipped": sched.skipped,
+            },
         }
     )
 

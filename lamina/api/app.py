@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from lamina.api import admin, concurrency, dev, event_config, functions, invoke, layers, tags, versions
+from lamina.api import admin, concurrency, dev, event_config, functions, invoke, layers, schedules, tags, versions
 from lamina.api.common import Handler, Services, endpoint
 from lamina.api.errors import error_response
 from lamina.model.errors import LambdaError
@@ -86,6 +86,11 @@ def build_app(services: Services) -> ASGIApp:
         ("GET", "/lamina/v1/functions/{name}/source", dev.get_source),
         ("PUT", "/lamina/v1/functions/{name}/debug", dev.put_debug),
         ("DELETE", "/lamina/v1/functions/{name}/debug", dev.delete_debug),
+        ("POST", "/lamina/v1/schedules", schedules.create_schedule),
+        ("GET", "/lamina/v1/schedules", schedules.list_schedules),
+        ("GET", "/lamina/v1/schedules/{name}", schedules.get_schedule),
+        ("POST", "/lamina/v1/schedules/{name}", schedules.update_schedule),
+        ("DELETE", "/lamina/v1/schedules/{name}", schedules.delete_schedule),
     ]
     # One Route per path, dispatching on method, so a wrong method is a 405 and not a 404.
     by_path: dict[str, dict[str, Handler]] = {}

@@ -25,6 +25,7 @@ from lamina.invoke.invoker import Invoker
 from lamina.logs.store import LogStore
 from lamina.model.errors import InvalidRequestContentException, LambdaError, ServiceException
 from lamina.store.code import CodeStore
+from lamina.schedules.scheduler import Scheduler
 from lamina.store.queue import EventQueue
 
 log = logging.getLogger("lamina.api")
@@ -39,6 +40,7 @@ class Services:
     event_configs: EventConfigs
     layers: LayerService
     queue: EventQueue
+    scheduler: Scheduler
     environments: EnvironmentManager
     logs: LogStore
     code: CodeStore

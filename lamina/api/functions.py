@@ -85,6 +85,8 @@ async def update_code(request: Request, s: Services) -> Response:
 async def delete_function(request: Request, s: Services) -> Response:
     ref = _ref(request)
     await s.functions.delete(ref.name, ref.qualifier)
+    if ref.qualifier is None:
+        s.scheduler.forget_function(ref.name)  # the store dropped its schedules with it
     return empty_response(204)
 
 

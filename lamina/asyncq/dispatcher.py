@@ -109,6 +109,7 @@ class Dispatcher:
         self._tg: asyncio.TaskGroup | None = None
         self._fns: dict[str, _Function] = {}
         self._wake = asyncio.Event()
+        self._recovered = asyncio.Event()
         self._sleep_until: float | None = None  # when the idle loop looks again unless woken
         self._stopping = False
         self._accepted = 0
@@ -140,6 +141,22 @@ class Dispatcher:
             self._wake.set()
         return event.id
 
+    def notify(self, function_name: str) -> None:
+        """Another part of the server (the scheduler) stored events of `function_name` in the
+        queue: look at the queue again."""
+        if self._room_for(function_name) > 0:
+            self._wake.set()
+
+    def expiry(self, event: AsyncEvent) -> float:
+        """When `event` passes its function's MaximumEventAgeInSeconds (the test-mode clock
+        applied): from then on it would end with EventAgeExceeded instead of running."""
+        return self._runner.expiry(event)
+
+    async def wait_recovered(self) -> None:
+        """Return once `run` has taken back the leases of a previous server (before then,
+        events written by others would be counted twice)."""
+        await self._recovered.wait()
+
     async def replay(self, event_id: str) -> AsyncEvent | None:
         """Put a failed event back in the queue as new (attempts and age start again); None if
         no failed event has that id."""
@@ -153,6 +170,7 @@ class Dispatcher:
     async def run(self) -> None:
         """Claim and run events until `stop()`. Releases the leases a previous server left first."""
         recovered = await self._queue.recover(now=self._clock())
+        self._recovered.set()
         if recovered:
             log.warning("%d events were running when the previous server stopped; they run again", recovered)
         self._invoker.watch_releases(self._released)

@@ -167,6 +167,20 @@ class FailedPage:
     next_marker: str | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduleSummary:
+    """A schedule, as `lamina schedule ls` shows it."""
+
+    name: str
+    expression: str
+    function_arn: str
+    state: str
+    input: str | None
+    created_at: float
+    last_fire_at: float | None
+    next_fire_at: float | None
+
+
 # --- deployment package ---------------------------------------------------------------------
 
 
@@ -553,15 +567,45 @@ class AdminClient:
 
         return f"/lamina/v1/functions/{urllib.parse.quote(name, safe='')}/{what}"
 
+    def add_schedule(self, *, name: str, expression: str, function: str, qualifier: str | None, input_json: str | None,
+                     enabled: bool) -> ScheduleSummary:  # fmt: skip
+        """Create a schedule; raises CliError with the server's reason (a bad expression says
+        which field)."""
+        body: dict[str, Any] = {"Name": name, "ScheduleExpression": expression, "FunctionName": function,
+                                "State": "ENABLED" if enabled else "DISABLED"}  # fmt: skip
+        if qualifier is not None:
+            body["Qualifier"] = qualifier
+        if input_json is not None:
+            body["Input"] = input_json
+        return _schedule(self._get("/lamina/v1/schedules", timeout=30.0, method="POST", body=body))
+
+    def schedules(self, function: str | None = None) -> list[ScheduleSummary]:
+        import urllib.parse
+
+        query = f"?{urllib.parse.urlencode({'FunctionName': function})}" if function else ""
+        body = self._get(f"/lamina/v1/schedules{query}", timeout=30.0)
+        return [_schedule(x) for x in body.get("Schedules", [])]
+
+    def set_schedule_state(self, name: str, *, enabled: bool) -> ScheduleSummary:
+        import urllib.parse
+
+        path = f"/lamina/v1/schedules/{urllib.parse.quote(name, safe='')}"
+        return _schedule(self._get(path, timeout=30.0, method="POST", body={"State": "ENABLED" if enabled else "DISABLED"}))
+
+    def remove_schedule(self, name: str) -> None:
+        import urllib.parse
+
+        self._get(f"/lamina/v1/schedules/{urllib.parse.quote(name, safe='')}", timeout=30.0, method="DELETE")
+
     def _get(self, path: str, *, timeout: float, method: str = "GET", body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         import http.client
         import json
         import urllib.error
         import urllib.request
 
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.endpoint + path, data=data, method=method,
-                                         headers={"Accept": "application/json", "Content-Type": "application/json"})  # fmt: skip
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Accept": "application/json", **({"Content-Type": "application/json"} if data else {})}
+        request = urllib.request.Request(self.endpoint + path, data=data, headers=headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=timeout) as resp:
                 raw = resp.read()
@@ -617,6 +661,20 @@ def _failed_event(e: dict[str, Any]) -> FailedEvent:
         failed_at=float(e.get("FailedAt", 0)),
         payload=str(e.get("RequestPayload", "")),
         error=error,
+    )
+
+
+def _schedule(x: dict[str, Any]) -> ScheduleSummary:
+    last, nxt = x.get("LastFireAt"), x.get("NextFireAt")
+    return ScheduleSummary(
+        name=str(x.get("Name", "")),
+        expression=str(x.get("ScheduleExpression", "")),
+        function_arn=str(x.get("FunctionArn", "")),
+        state=str(x.get("State", "")),
+        input=x.get("Input"),
+        created_at=float(x.get("CreatedAt", 0)),
+        last_fire_at=None if last is None else float(last),
+        next_fire_at=None if nxt is None else float(nxt),
     )
 
 

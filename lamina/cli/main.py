@@ -1,4 +1,4 @@
-"""The `lamina` command tree: up, build, deploy, invoke, tune, ls, logs, rm, events.
+"""The `lamina` command tree: up, build, deploy, invoke, tune, ls, logs, rm, events, schedule.
 
 `build` runs pip or npm on this machine through `lamina.build`; `tune` drives a function through
 the Lambda API with `lamina.tune`. Only `up` touches the server's code (`lamina.server`, imported
@@ -794,12 +794,14 @@ def _zip_with_progress(directory: Path) -> bytes:
 
 # --- events ---------------------------------------------------------------------------------
 
-events_app = typer.Typer(
-    name="events",
-    help="Asynchronous events that failed with no destination or dead-letter target.",
-    no_args_is_help=True,
-)
-app.add_typer(events_app)
+def _command_group(name: str, help_text: str) -> typer.Typer:
+    """`lamina NAME ...`: a group of subcommands."""
+    group = typer.Typer(name=name, help=help_text, no_args_is_help=True)
+    app.add_typer(group)
+    return group
+
+
+events_app = _command_group("events", "Asynchronous events that failed with no destination or dead-letter target.")
 
 
 @events_app.command("failed")
@@ -832,6 +834,90 @@ def events_replay(ctx: typer.Context, request_id: Annotated[str, typer.Argument(
 
     arn = AdminClient(_endpoint(ctx)).replay(request_id)
     _stdout().print(Text.assemble("replayed ", (request_id, "cyan"), f" on {arn}"))
+
+
+# --- schedule -------------------------------------------------------------------------------
+
+schedule_app = _command_group("schedule", "Run functions on EventBridge rate() and cron() expressions (UTC).")
+
+
+@schedule_app.command("add")
+def schedule_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The function to run; also the schedule's name unless --name or --function.")],
+    expression: Annotated[str, typer.Argument(help="'rate(5 minutes)' or 'cron(0 12 * * ? *)', EventBridge's syntax.")],
+    function: Annotated[str | None, typer.Option("--function", help="Run this function; NAME then names the schedule only.")] = None,
+    schedule: Annotated[str | None, typer.Option("--name", help="The schedule's name (NAME then is the function).")] = None,
+    qualifier: Annotated[str | None, typer.Option("--qualifier", help="A version or alias to run.")] = None,
+    input_json: Annotated[str | None, typer.Option("--input", help="JSON sent instead of the Scheduled Event.")] = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Create it disabled.")] = False,
+) -> None:
+    """Add a schedule: NAME's function runs on EXPRESSION, through the asynchronous queue."""
+    from rich.text import Text
+
+    from lamina.cli.client import AdminClient, CliError
+
+    if function is not None and schedule is not None:
+        raise CliError("give --function (NAME is the schedule) or --name (NAME is the function), not both")
+    target = function or name
+    added = AdminClient(_endpoint(ctx)).add_schedule(name=schedule or name, expression=expression, function=target,
+                                                     qualifier=qualifier, input_json=input_json, enabled=not disabled)  # fmt: skip
+    when = "disabled" if added.next_fire_at is None else f"next fire {_utc(added.next_fire_at)} UTC"
+    _stdout().print(Text.assemble("added ", (added.name, "cyan"), f": {added.expression} runs {target} ({when})"))
+
+
+@schedule_app.command("ls")
+def schedule_ls(
+    ctx: typer.Context, function: Annotated[str | None, typer.Argument(help="Only this function's schedules.")] = None
+) -> None:
+    """List schedules with their next fire time."""
+    from lamina.cli.client import AdminClient
+    from lamina.cli.render import schedules_table
+
+    found = AdminClient(_endpoint(ctx)).schedules(function)
+    if not found:
+        _stderr().print("no schedules", style="dim")
+        return
+    _stdout().print(schedules_table(found, now=time.time()))
+
+
+@schedule_app.command("rm")
+def schedule_rm(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Schedule name.")]) -> None:
+    """Delete a schedule (events it already queued still run)."""
+    from rich.text import Text
+
+    from lamina.cli.client import AdminClient
+
+    AdminClient(_endpoint(ctx)).remove_schedule(name)
+    _stdout().print(Text.assemble("deleted schedule ", (name, "cyan")))
+
+
+@schedule_app.command("enable")
+def schedule_enable(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Schedule name.")]) -> None:
+    """Enable a schedule: it fires from now on (fires passed while it was disabled never run)."""
+    _set_schedule_state(ctx, name, enabled=True)
+
+
+@schedule_app.command("disable")
+def schedule_disable(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Schedule name.")]) -> None:
+    """Disable a schedule: it fires no more until enabled."""
+    _set_schedule_state(ctx, name, enabled=False)
+
+
+def _set_schedule_state(ctx: typer.Context, name: str, *, enabled: bool) -> None:
+    from rich.text import Text
+
+    from lamina.cli.client import AdminClient
+
+    changed = AdminClient(_endpoint(ctx)).set_schedule_state(name, enabled=enabled)
+    when = f"next fire {_utc(changed.next_fire_at)} UTC" if changed.next_fire_at is not None else "no fire to come"
+    _stdout().print(Text.assemble(("enabled " if enabled else "disabled ", "bold"), (name, "cyan"), f" ({when})"))
+
+
+def _utc(t: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 # --- helpers --------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lamina.build import BuildResult
-from lamina.cli.client import FailedEvent, FunctionSummary, LayerSummary, LogEvent
+from lamina.cli.client import FailedEvent, FunctionSummary, LayerSummary, LogEvent, ScheduleSummary
 from lamina.tune.report import TuneReport
 
 
@@ -116,6 +116,43 @@ def failed_events_table(events: Iterable[FailedEvent]) -> Table:
         table.add_row(Text(e.request_id, style="cyan"), Text(when), Text(e.condition, style="red"), str(e.attempts),
                       Text(_shorten(e.error, 80)), Text(_shorten(e.payload, 60), style="dim"))  # fmt: skip
     return table
+
+
+def schedules_table(schedules: Iterable[ScheduleSummary], *, now: float) -> Table:
+    """Schedules: what runs when; times in UTC, the next fire also as "in 4m 10s"."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("NAME", no_wrap=True)
+    table.add_column("FUNCTION", no_wrap=True)
+    table.add_column("EXPRESSION", no_wrap=True)
+    table.add_column("STATE", no_wrap=True)
+    table.add_column("NEXT FIRE (UTC)", no_wrap=True)
+    table.add_column("LAST FIRE (UTC)", no_wrap=True)
+    for x in schedules:
+        function = x.function_arn.split(":function:", 1)[-1]
+        if x.next_fire_at is None:
+            nxt = Text("never" if x.state == "ENABLED" else "-", style="dim")
+        else:
+            nxt = Text.assemble(_utc(x.next_fire_at), (f"  ({_until(x.next_fire_at - now)})", "dim"))
+        last = Text(_utc(x.last_fire_at)) if x.last_fire_at is not None else Text("-", style="dim")
+        state = Text(x.state, style="green" if x.state == "ENABLED" else "yellow")
+        table.add_row(Text(x.name, style="cyan"), Text(function), Text(x.expression), state, nxt, last)
+    return table
+
+
+def _utc(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _until(seconds: float) -> str:
+    """A delay as "in 4m 10s" (or "due" when it has come)."""
+    if seconds <= 0:
+        return "due"
+    s = int(seconds)
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    parts = [f"{v}{u}" for v, u in ((days, "d"), (hours, "h"), (minutes, "m"), (s, "s")) if v][:2]
+    return "in " + (" ".join(parts) or "<1s")
 
 
 def _shorten(text: str, limit: int) -> str:

@@ -106,6 +106,21 @@ _SCHEMA = [
         PRIMARY KEY(name, version)
     );
     """,
+    # version 6: schedules (rate() and cron() expressions running a function); they go with
+    # their function. `fired_until`: every fire at or before it is done with (store/schedules.py).
+    """
+    CREATE TABLE schedules(
+        name TEXT PRIMARY KEY,
+        expression TEXT NOT NULL,
+        function TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        qualifier TEXT,
+        input TEXT,
+        state TEXT NOT NULL,
+        created REAL NOT NULL,
+        fired_until REAL
+    );
+    CREATE INDEX schedules_function ON schedules(function);
+    """,
 ]
 
 

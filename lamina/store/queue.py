@@ -221,6 +221,27 @@ class EventQueue:
         self._kick()
         await fut
 
+    async def enqueue_if(self, event: AsyncEvent, *, due: float, condition: Callable[[sqlite3.Connection], bool]) -> bool:
+        """Store `event` in one transaction with `condition(conn)`, a write of the caller's that
+        runs first (in the same group commit) and says whether the event belongs: False stores
+        nothing of either. Returns that answer once committed.
+
+        For the scheduler: "fired at T" and the fire's event commit together or not at all.
+        """
+        row = _event_row(event, due)
+
+        def q(conn: sqlite3.Connection) -> bool:
+            if not condition(conn):
+                return False
+            conn.execute(_INSERT_EVENT, row)
+            return True
+
+        def counted(stored: bool) -> None:
+            if stored:
+                self._count(event.function_name, 1)
+
+        return await self._submit(q, counted)
+
     async def claim(self, *, now: float, quotas: Mapping[str, int]) -> ClaimResult:
         """Lease events due by `now`: at most `quotas[f]` of each function f, oldest due first.
 

@@ -1,0 +1,1 @@
+"""Schedules: functions run on EventBridge rate() and cron() expressions, through the durable queue."""
