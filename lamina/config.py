@@ -44,6 +44,12 @@ class Settings:
     # Test-mode clock of asynchronous invocation: every backoff delay and event age is divided by
     # it (60: Lambda's 1-minute retry takes 1 s, a 60 s MaximumEventAgeInSeconds 1 s). 1 = real.
     async_time_scale: float = 1.0
+    # The day runtime deprecation dates are judged against (YYYY-MM-DD); "" = today, UTC. Moving it
+    # shows what a date will block (spec 10), and lets tests reach it.
+    today: str = ""
+    # A directory of extra runtime builds, <dir>/<runtime id>/<build>/bin/<interpreter> (e.g. a
+    # patched Python beside the host's); "" = only the host's interpreters. See README, Runtimes.
+    runtime_builds: str = ""
 
     @property
     def endpoint(self) -> str:

@@ -22,6 +22,7 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 
 import uvicorn
@@ -34,12 +35,15 @@ from lamina.config import Settings
 from lamina.envs.environment import EnvironmentContext
 from lamina.envs.manager import EnvironmentManager
 from lamina.functions.event_configs import EventConfigs
+from lamina.functions.runtime_management import RuntimeManagementConfigs
 from lamina.functions.service import FunctionService
 from lamina.invoke.concurrency import ConcurrencyLimiter
 from lamina.invoke.invoker import Invoker
 from lamina.logs.store import LogStore
 from lamina.model.ids import Arns
 from lamina.runtimes.catalog import PYTHON_BOOTSTRAP, RuntimeCatalog, python_argv_inside
+from lamina.runtimes.lifecycle import RuntimeCalendar, RuntimePhase
+from lamina.runtimes.versions import RuntimeVersions
 from lamina.sandbox import cgroups, probe, rootfs
 from lamina.sandbox.base import Sandbox, SandboxSetup
 from lamina.sandbox.linux import BwrapHost, BwrapSandbox
@@ -193,6 +197,13 @@ async def run(settings: Settings) -> None:
     decision = decide_isolation(settings, data)
     _prepare_data_dir(data, decision.mode == "sandbox")
     catalog = RuntimeCatalog.discover(shared_paths_only=decision.mode == "sandbox")
+    calendar = RuntimeCalendar.load(today=_today(settings.today))
+    versions = RuntimeVersions(
+        catalog,
+        region=settings.region,
+        builds_dir=Path(settings.runtime_builds) if settings.runtime_builds else None,
+        shared_paths_only=decision.mode == "sandbox",
+    )
     isolation = build_isolation(decision, data, settings, catalog)
     rootfs.remove_stale(data / "envs")  # environments of a server that died without cleaning up
     db = Database(data / "lamina.db")
@@ -208,7 +219,7 @@ async def run(settings: Settings) -> None:
             sandboxes=isolation.sandboxes,
             network=settings.network,
         ),
-        catalog=catalog,
+        versions=versions,
         code=code,
         idle_timeout=settings.idle_timeout,
         memory_budget_mb=settings.memory_budget,
@@ -217,7 +228,8 @@ async def run(settings: Settings) -> None:
     functions = FunctionService(
         repo=repo,
         code=code,
-        catalog=catalog,
+        versions=versions,
+        calendar=calendar,
         arns=Arns(region=settings.region, account_id=settings.account_id),
         retirer=manager,
         account_concurrency=settings.max_concurrency,
@@ -225,6 +237,7 @@ async def run(settings: Settings) -> None:
     invoker = Invoker(functions=functions, manager=manager, limiter=ConcurrencyLimiter(settings.max_concurrency))
     queue = EventQueue(db)
     event_configs = EventConfigs(functions=functions, repo=repo)
+    runtime_configs = RuntimeManagementConfigs(functions=functions, versions=versions)
     dispatcher = Dispatcher(
         queue=queue,
         invoker=invoker,
@@ -236,12 +249,16 @@ async def run(settings: Settings) -> None:
     try:
         await isolation.open()
         await functions.load()
+        warn_deprecated_runtimes(functions, calendar)
         app = build_app(
             Services(
                 functions=functions,
                 invoker=invoker,
                 dispatcher=dispatcher,
                 event_configs=event_configs,
+                runtime_configs=runtime_configs,
+                runtimes=versions,
+                calendar=calendar,
                 queue=queue,
                 environments=manager,
                 logs=logs,
@@ -302,6 +319,32 @@ async def run(settings: Settings) -> None:
         logs.close()
         await db.close()
         print("Lamina stopped.", flush=True)
+
+
+def _today(raw: str) -> date | None:
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError as exc:
+        raise SystemExit(f"lamina: LAMINA_TODAY must be a date like 2027-01-31, not {raw!r}") from exc
+
+
+def warn_deprecated_runtimes(functions: FunctionService, calendar: RuntimeCalendar) -> None:
+    """One warning per function whose $LATEST or a published version is on a deprecated runtime
+    (spec 10): invocations keep working, but creates and then updates will be refused."""
+    for rec in functions.list_functions():
+        runtimes = sorted({rec.latest.runtime, *(v.runtime for v in rec.versions.values())})
+        for rid in runtimes:
+            phase = calendar.phase(rid)
+            entry = calendar.get(rid)
+            if phase is RuntimePhase.SUPPORTED or entry is None:
+                continue
+            log.warning(
+                "function %s uses runtime %s, deprecated since %s (create blocked from %s, update blocked from "
+                "%s; invocations keep working): move it to a supported runtime",
+                rec.name, rid, entry.deprecation, entry.block_create, entry.block_update,
+            )  # fmt: skip
 
 
 def host_memory_budget_mb() -> int:

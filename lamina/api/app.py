@@ -14,13 +14,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from lamina.api import admin, concurrency, event_config, functions, invoke, tags, versions
+from lamina.api import admin, concurrency, event_config, functions, invoke, runtime_management, tags, versions
 from lamina.api.common import Handler, Services, endpoint
 from lamina.api.errors import error_response
 from lamina.model.errors import LambdaError
 
 F = "/2015-03-31/functions"
 EIC = "/2019-09-25/functions/{name}/event-invoke-config"
+RMC = "/2021-07-20/functions/{name}/runtime-management-config"
 
 
 class UnknownOperationException(LambdaError):
@@ -60,6 +61,8 @@ def build_app(services: Services) -> ASGIApp:
         ("GET", EIC, event_config.get_event_invoke_config),
         ("DELETE", EIC, event_config.delete_event_invoke_config),
         ("GET", EIC + "/list", event_config.list_event_invoke_configs),
+        ("PUT", RMC, runtime_management.put_runtime_management_config),
+        ("GET", RMC, runtime_management.get_runtime_management_config),
         ("GET", "/2017-03-31/tags/{arn}", tags.list_tags),
         ("POST", "/2017-03-31/tags/{arn}", tags.tag_resource),
         ("DELETE", "/2017-03-31/tags/{arn}", tags.untag_resource),
@@ -69,6 +72,7 @@ def build_app(services: Services) -> ASGIApp:
         ("GET", "/lamina/v1/code/{sha}.zip", admin.download_code),
         ("GET", "/lamina/v1/logs/{name}", admin.read_logs),
         ("GET", "/lamina/v1/environments", admin.environments),
+        ("GET", "/lamina/v1/runtimes", admin.runtimes),
         ("GET", "/lamina/v1/metrics", admin.metrics),
         ("GET", "/lamina/v1/events", admin.events),
         ("GET", "/lamina/v1/events/failed", admin.failed_events),

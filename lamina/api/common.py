@@ -17,10 +17,13 @@ from lamina.api.errors import error_response
 from lamina.asyncq.dispatcher import Dispatcher
 from lamina.envs.manager import EnvironmentManager
 from lamina.functions.event_configs import EventConfigs
+from lamina.functions.runtime_management import RuntimeManagementConfigs
 from lamina.functions.service import FunctionService
 from lamina.invoke.invoker import Invoker
 from lamina.logs.store import LogStore
 from lamina.model.errors import InvalidRequestContentException, LambdaError, ServiceException
+from lamina.runtimes.lifecycle import RuntimeCalendar
+from lamina.runtimes.versions import RuntimeVersions
 from lamina.store.code import CodeStore
 from lamina.store.queue import EventQueue
 
@@ -34,6 +37,9 @@ class Services:
     invoker: Invoker
     dispatcher: Dispatcher
     event_configs: EventConfigs
+    runtime_configs: RuntimeManagementConfigs
+    runtimes: RuntimeVersions
+    calendar: RuntimeCalendar
     queue: EventQueue
     environments: EnvironmentManager
     logs: LogStore

@@ -115,6 +115,36 @@ class FailedEvent:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RuntimeVersionInfo:
+    name: str
+    arn: str
+    interpreter: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuntimeRow:
+    """One runtime of the server's catalog, as `lamina runtimes` lists it."""
+
+    identifier: str
+    name: str
+    phase: str  # supported, deprecated, create-blocked, update-blocked (on the server's today)
+    deprecation: str | None
+    block_create: str | None
+    block_update: str | None
+    versions: tuple[RuntimeVersionInfo, ...]  # installed here, newest (current) first
+
+    @property
+    def deprecated(self) -> bool:
+        return self.phase != "supported"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuntimeCatalogView:
+    today: str
+    runtimes: tuple[RuntimeRow, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FailedPage:
     events: tuple[FailedEvent, ...] = field(default_factory=tuple)
     next_marker: str | None = None
@@ -388,6 +418,26 @@ class AdminClient:
 
         body = self._get(f"/lamina/v1/events/failed/{urllib.parse.quote(request_id, safe='')}/replay", timeout=30.0, method="POST")
         return str(body.get("FunctionArn", ""))
+
+    def runtimes(self) -> RuntimeCatalogView:
+        """The server's runtime catalog: lifecycle phase on its today, versions installed there."""
+        body = self._get("/lamina/v1/runtimes", timeout=30.0)
+        rows = tuple(
+            RuntimeRow(
+                identifier=str(r["identifier"]),
+                name=str(r.get("name", "")),
+                phase=str(r.get("phase", "supported")),
+                deprecation=r.get("deprecation"),
+                block_create=r.get("blockCreate"),
+                block_update=r.get("blockUpdate"),
+                versions=tuple(
+                    RuntimeVersionInfo(name=str(v["name"]), arn=str(v["arn"]), interpreter=v.get("interpreter"))
+                    for v in r.get("versions", [])
+                ),
+            )
+            for r in body.get("runtimes", [])
+        )
+        return RuntimeCatalogView(today=str(body.get("today", "")), runtimes=rows)
 
     def _get(self, path: str, *, timeout: float, method: str = "GET") -> dict[str, Any]:
         import http.client

@@ -45,7 +45,8 @@ from lamina.model.invocation import Invocation, InvokeOutcome, InvokeResult, Inv
 from lamina.runtimeapi.server import start_listener
 from lamina.runtimeapi.session import InitError, InvocationExpired, NextEvent, RuntimeGone, RuntimeReply, RuntimeSession
 from lamina.runtimeapi.wire import MAX_RESPONSE_BYTES
-from lamina.runtimes.catalog import PYTHON_BOOTSTRAP, RUNTIME_DIR_INSIDE, RuntimeInfo, python_argv, python_argv_inside
+from lamina.runtimes.catalog import PYTHON_BOOTSTRAP, RUNTIME_DIR_INSIDE, python_argv, python_argv_inside
+from lamina.runtimes.versions import RuntimeVersion
 from lamina.sandbox.base import Limits, Mount, NetworkMode, Sandbox, SandboxExit, SandboxSetup, SandboxSpec
 
 TAIL_BYTES = 4096
@@ -100,6 +101,7 @@ class EnvironmentStatistics:
     warm: bool
     idle_since: float
     provisioned: bool
+    runtime_version_arn: str
 
 
 def _platform_error(request_id: str, error_type: str, detail: str) -> str:
@@ -111,7 +113,7 @@ class ExecutionEnvironment:
         self,
         *,
         config: FunctionConfig,
-        runtime: RuntimeInfo,
+        version: RuntimeVersion,
         code_dir: Path,
         ctx: EnvironmentContext,
         network: NetworkMode | None = None,
@@ -129,7 +131,10 @@ class ExecutionEnvironment:
         self.stream = time.strftime("%Y/%m/%d/", time.gmtime()) + f"[{config.version}]{self.id}"
         self.invocations = 0
         self.idle_since = time.monotonic()
-        self._runtime = runtime
+        # The runtime build this environment runs for its whole life (spec 10: a newer version
+        # reaches a function through new environments only).
+        self.version = version
+        self._runtime = version.info
         self._code_dir = code_dir
         self._ctx = ctx
         self._on_dead = on_dead
@@ -202,7 +207,7 @@ class ExecutionEnvironment:
         if isinstance(layout, InitFailure):
             return layout
         argv, mounts, task_root, runtime_dir = layout
-        self._log(logfmt.init_start_line(self._runtime_version, self._runtime_version_arn))
+        self._log(logfmt.init_start_line(self.version.name, self.version.arn))
         self._thaw()  # a frozen cgroup would freeze the new runtime as it enters
         self._sandbox.limit_cpu(False)  # init runs unthrottled; the function's CPU share applies after
         spec = SandboxSpec(
@@ -281,21 +286,6 @@ class ExecutionEnvironment:
             mounts.append(Mount(host=interpreter.parent.parent, inside="/var/lang"))
             argv = python_argv(f"/var/lang/bin/{interpreter.name}", f"{RUNTIME_DIR_INSIDE}/{PYTHON_BOOTSTRAP.name}")
         return argv, tuple(mounts), task_root, RUNTIME_DIR_INSIDE
-
-    @property
-    def _runtime_version(self) -> str:
-        rid = self.config.runtime
-        if rid.startswith("python"):
-            return f"python:{rid.removeprefix('python')}.lamina1"
-        family, _, rest = rid.partition(".")
-        return f"{family}:{rest or 'al1'}.lamina1"
-
-    @property
-    def _runtime_version_arn(self) -> str:
-        import hashlib
-
-        digest = hashlib.sha256(self._runtime_version.encode()).hexdigest()
-        return f"arn:aws:lambda:{self._ctx.region}::runtime:{digest}"
 
     def _runtime_env(self, task_root: str, runtime_dir: str) -> dict[str, str]:
         """Lambda's variables (spec 5.3); the sandbox adds AWS_LAMBDA_RUNTIME_API and TMPDIR."""
@@ -633,6 +623,7 @@ class ExecutionEnvironment:
             warm=self.warm,
             idle_since=self.idle_since,
             provisioned=self.provisioned,
+            runtime_version_arn=self.version.arn,
         )
 
 

@@ -113,3 +113,8 @@ def _find_python(version: str, *, shared_paths_only: bool = False) -> Path | Non
             if not shared_paths_only or _reachable_by_others(real):
                 return real
     return None
+
+
+def reachable_by_others(path: Path) -> bool:
+    """Whether sandbox uids can read `path` (for runtime builds other than the host's; versions.py)."""
+    return _reachable_by_others(path)
