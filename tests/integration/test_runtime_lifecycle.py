@@ -266,3 +266,36 @@ def cold_exe_of(arn: str, srv: RunningServer) -> str:
     if isolation_for_tests() == "sandbox" and not interpreter.startswith("/usr/"):
         return f"/var/lang/bin/{RUNTIME}"  # builds outside /usr are mapped where Lambda keeps its language
     return str(interpreter)
+
+
+def test_runtime_management_config_api(lambda_client: Any, fname: str) -> None:
+    client = lambda_client
+    deploy(client, fname, {"app.py": HANDLER})
+    current = client.get_function_configuration(FunctionName=fname)["RuntimeVersionConfig"]["RuntimeVersionArn"]
+    assert ARN.match(current)
+    listed = next(f for f in client.list_functions()["Functions"] if f["FunctionName"] == fname)
+    assert "RuntimeVersionConfig" not in listed  # ListFunctions items omit it (spec 2.1)
+    got = client.get_runtime_management_config(FunctionName=fname)
+    assert (got["UpdateRuntimeOn"], got["FunctionArn"], got.get("RuntimeVersionArn")) == (
+        "Auto", f"arn:aws:lambda:us-east-1:000000000000:function:{fname}", None)  # fmt: skip
+
+    # A published version has a setting of its own, kept apart from $LATEST's.
+    client.publish_version(FunctionName=fname)
+    put = client.put_runtime_management_config(FunctionName=fname, Qualifier="1", UpdateRuntimeOn="Manual", RuntimeVersionArn=current)
+    assert (put["FunctionArn"], put["RuntimeVersionArn"]) == (f"arn:aws:lambda:us-east-1:000000000000:function:{fname}:1", current)
+    assert client.get_runtime_management_config(FunctionName=f"{fname}:1")["UpdateRuntimeOn"] == "Manual"
+    assert client.get_runtime_management_config(FunctionName=fname)["UpdateRuntimeOn"] == "Auto"
+    assert invoke(client, f"{fname}:1")["exe"]
+
+    client.create_alias(FunctionName=fname, Name="live", FunctionVersion="1")
+    with pytest.raises(ClientError) as exc:
+        client.get_runtime_management_config(FunctionName=fname, Qualifier="live")
+    assert error(exc)[0] == "InvalidParameterValueException"
+    with pytest.raises(ClientError) as exc:
+        client.put_runtime_management_config(FunctionName=fname, UpdateRuntimeOn="Auto", RuntimeVersionArn=current)
+    assert error(exc)[0] == "InvalidParameterValueException"
+    with pytest.raises(ClientError) as exc:
+        client.put_runtime_management_config(FunctionName=fname, UpdateRuntimeOn="Manual", RuntimeVersionArn="arn:aws:lambda:us-east-1::runtime")
+    assert error(exc)[0] == "ValidationException"
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        client.get_runtime_management_config(FunctionName=fname + "-missing")
