@@ -71,7 +71,9 @@ class RuntimeVersions:
         self._region = region
         self._builds_dir = builds_dir
         self._shared_only = shared_paths_only
-        self._hashes: dict[_Fingerprint, tuple[str, str]] = {}  # → (sha256 hex, language version)
+        # Builds already looked at, by runtime and file fingerprint: a refresh that finds nothing
+        # new costs a stat per build.
+        self._seen: dict[tuple[str, _Fingerprint], RuntimeVersion] = {}
         self._clients: dict[str, str] = {}  # language family → sha256 of its runtime client's files
         self._skipped: set[Path] = set()  # builds refused once (said once in the log)
         self._table: dict[str, list[RuntimeVersion]] = {}
@@ -172,33 +174,38 @@ class RuntimeVersions:
         return found
 
     def _version(self, rid: str, interpreter: Path) -> RuntimeVersion | None:
-        try:
-            st = interpreter.stat()
-        except OSError:
+        key = _fingerprint(interpreter)
+        if key is None:
             return None  # removed since it was listed
+        known = self._seen.get((rid, key))
+        if known is not None:
+            return known
         if self._shared_only and not reachable_by_others(interpreter):
             if interpreter not in self._skipped:
                 self._skipped.add(interpreter)
                 log.warning("runtime build %s is not readable by sandbox uids (see README, Isolation); ignored", interpreter)
             return None
-        key = _Fingerprint(interpreter, st.st_ino, st.st_size, st.st_mtime_ns)
-        if key not in self._hashes:
-            self._hashes[key] = (_file_sha256(interpreter), _language_version(interpreter))
-        binary, language = self._hashes[key]
-        return self._make(rid, interpreter, binary, language, st.st_mtime)
+        version = self._make(rid, interpreter, _file_sha256(interpreter), _language_version(interpreter), key.mtime_ns)
+        self._seen[(rid, key)] = version
+        return version
 
     def _os_version(self, rid: str) -> RuntimeVersion:
         """OS-only runtimes: the version follows the host's OS release (what Lambda patches there)."""
+        key = _fingerprint(OS_RELEASE) or _Fingerprint(OS_RELEASE, 0, 0, 0)
+        known = self._seen.get((rid, key))
+        if known is not None:
+            return known
         try:
             text = OS_RELEASE.read_text()
-            mtime = OS_RELEASE.stat().st_mtime
         except OSError:
-            text, mtime = "", 0.0
+            text = ""
         fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
         release = (fields.get("ID", "linux") + fields.get("VERSION_ID", "")).replace('"', "")
-        return self._make(rid, None, hashlib.sha256(text.encode()).hexdigest(), release, mtime)
+        version = self._make(rid, None, hashlib.sha256(text.encode()).hexdigest(), release, key.mtime_ns)
+        self._seen[(rid, key)] = version
+        return version
 
-    def _make(self, rid: str, interpreter: Path | None, binary: str, language: str, mtime: float) -> RuntimeVersion:
+    def _make(self, rid: str, interpreter: Path | None, binary: str, language: str, mtime_ns: int) -> RuntimeVersion:
         family, rest = _label(rid)
         client = self._client_hash(family)
         digest = hashlib.sha256(f"{rid}\0{binary}\0{client}".encode()).hexdigest()
@@ -210,7 +217,7 @@ class RuntimeVersions:
             interpreter=interpreter,
             name=f"{family}:{detail}-{digest[:8]}",
             arn=f"arn:aws:lambda:{self._region}::runtime:{digest}",
-            installed=mtime,
+            installed=mtime_ns / 1e9,
         )
 
     def _client_hash(self, family: str) -> str:
@@ -231,6 +238,14 @@ def _label(rid: str) -> tuple[str, str]:
     family, rest = (m.group(1), m.group(2)) if m else (rid, "")
     rest = rest.lstrip(".").removesuffix(".x")
     return family, rest or "al1"
+
+
+def _fingerprint(path: Path) -> _Fingerprint | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return _Fingerprint(path, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _file_sha256(path: Path) -> str:
