@@ -230,6 +230,7 @@ class FunctionService:
         if c.runtime is None:
             raise InvalidParameterValueException("Runtime is required for a Zip package.")
         validate.tags(req.tags)
+        await self._versions.look()  # a runtime whose first build was installed a moment ago counts
         self._validate_changes(req.name, c, runtime_required=True)
         async with self._lock(req.name):
             if req.name in self._functions:

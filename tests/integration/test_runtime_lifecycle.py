@@ -273,7 +273,8 @@ def test_runtime_management_config_api(lambda_client: Any, fname: str) -> None:
     deploy(client, fname, {"app.py": HANDLER})
     current = client.get_function_configuration(FunctionName=fname)["RuntimeVersionConfig"]["RuntimeVersionArn"]
     assert ARN.match(current)
-    listed = next(f for f in client.list_functions()["Functions"] if f["FunctionName"] == fname)
+    pages = client.get_paginator("list_functions").paginate()
+    listed = next(f for page in pages for f in page["Functions"] if f["FunctionName"] == fname)
     assert "RuntimeVersionConfig" not in listed  # ListFunctions items omit it (spec 2.1)
     got = client.get_runtime_management_config(FunctionName=fname)
     assert (got["UpdateRuntimeOn"], got["FunctionArn"], got.get("RuntimeVersionArn")) == (
