@@ -18,7 +18,10 @@ def _ref(request: Request) -> FunctionRef:
 
 def configuration(config: FunctionConfig, s: Services) -> shapes.Json:
     """FunctionConfiguration with the runtime version its next environment starts with (spec 2.1, 10)."""
-    return shapes.function_configuration(config, s.functions.arns, runtime_version_arn=s.runtime_configs.version_arn(config))
+    rc = s.runtime_configs
+    return shapes.function_configuration(
+        config, s.functions.arns, runtime_version_arn=rc.version_arn(config), runtime_version_error=rc.version_error(config)
+    )
 
 
 def _max_items(request: Request) -> int | None:

@@ -136,7 +136,13 @@ def routing_weights(body: Json) -> dict[str, float] | None:
 
 
 def function_configuration(
-    c: FunctionConfig, arns: Arns, *, listing: bool = False, qualified_latest: bool = False, runtime_version_arn: str | None = None
+    c: FunctionConfig,
+    arns: Arns,
+    *,
+    listing: bool = False,
+    qualified_latest: bool = False,
+    runtime_version_arn: str | None = None,
+    runtime_version_error: str | None = None,
 ) -> Json:
     """FunctionConfiguration (spec 2.1). `listing`: ListFunctions items omit state members and
     RuntimeVersionConfig."""
@@ -178,6 +184,8 @@ def function_configuration(
         return out
     if runtime_version_arn is not None:
         out["RuntimeVersionConfig"] = {"RuntimeVersionArn": runtime_version_arn}
+        if runtime_version_error is not None:
+            out["RuntimeVersionConfig"]["Error"] = {"ErrorCode": "RuntimeVersionNotInstalled", "Message": runtime_version_error}
     s = c.status
     out["State"] = s.state.value
     if s.state_reason:

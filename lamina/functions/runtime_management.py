@@ -43,6 +43,16 @@ class RuntimeManagementConfigs:
             return current.arn if current is not None else None
         return rm.version_arn
 
+    def version_error(self, config: FunctionConfig) -> str | None:
+        """Why the version RuntimeVersionConfig names cannot run here (a Manual pin whose build is
+        gone), for RuntimeVersionConfig.Error; None when it can."""
+        rm = config.runtime_management
+        if rm.update_on is not UpdateRuntimeOn.MANUAL or rm.version_arn is None:
+            return None
+        if self._versions.find(config.runtime, rm.version_arn) is not None:
+            return None
+        return f"Runtime version {rm.version_arn} is not installed on this Lamina host; new environments cannot start."
+
     async def put(self, ref: FunctionRef, update_on: UpdateRuntimeOn, arn: str | None) -> FunctionConfig:
         _check_qualifier(ref)
         if arn is not None and not (26 <= len(arn) <= 2048 and _ARN.match(arn)):

@@ -255,6 +255,8 @@ def test_runtime_versions_and_update_modes(data_dir: Path, builds: Path) -> None
         assert code == "InvalidRuntimeException"
         assert f"The runtime version {v2} that function pinned is pinned to (UpdateRuntimeOn Manual) is no longer installed" in message
         assert v1 in message  # and it names what could be pinned instead
+        rvc = client.get_function_configuration(FunctionName="pinned")["RuntimeVersionConfig"]
+        assert rvc["RuntimeVersionArn"] == v2 and rvc["Error"]["ErrorCode"] == "RuntimeVersionNotInstalled"
         # Auto falls back to what is installed: the host's build again.
         assert version_arn(client, "auto") == v1
 
