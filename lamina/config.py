@@ -52,6 +52,12 @@ class Settings:
     # Test-mode clock of schedules: rate() periods are divided by it (60: rate(1 minute) fires
     # every second). cron() times stay wall-clock minutes. 1 = real.
     schedule_time_scale: float = 1.0
+    # The day runtime deprecation dates are judged against (YYYY-MM-DD); "" = today, UTC. Moving it
+    # shows what a date will block (spec 10), and lets tests reach it.
+    today: str = ""
+    # A directory of extra runtime builds, <dir>/<runtime id>/<build>/bin/<interpreter> (e.g. a
+    # patched Python beside the host's); "" = only the host's interpreters. See README, Runtimes.
+    runtime_builds: str = ""
 
     @property
     def endpoint(self) -> str:

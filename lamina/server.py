@@ -25,6 +25,7 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 
 import uvicorn
@@ -38,6 +39,7 @@ from lamina.envs.environment import EnvironmentContext
 from lamina.envs.manager import EnvironmentManager
 from lamina.functions.event_configs import EventConfigs
 from lamina.functions.layers import LayerService
+from lamina.functions.runtime_management import RuntimeManagementConfigs
 from lamina.functions.service import FunctionService
 from lamina.functions.sources import SourceFunctions
 from lamina.invoke.concurrency import ConcurrencyLimiter
@@ -46,7 +48,9 @@ from lamina.invoke.invoker import Invoker
 from lamina.logs.store import LogStore
 from lamina.model.ids import Arns
 from lamina.runtimes.catalog import NODEJS_SDK, PYTHON_BOOTSTRAP, RuntimeCatalog, python_argv_inside
+from lamina.runtimes.lifecycle import RuntimeCalendar, RuntimePhase
 from lamina.runtimes.sdk import SDK_ROOT, SdkCatalog
+from lamina.runtimes.versions import RuntimeVersions
 from lamina.sandbox import cgroups, probe, rootfs
 from lamina.sandbox.base import Sandbox, SandboxSetup
 from lamina.sandbox.linux import BwrapHost, BwrapSandbox
@@ -216,6 +220,14 @@ async def run(settings: Settings) -> None:
             "lamina: no AWS SDK installed for %s (run scripts/setup.sh): their functions must package boto3 themselves",
             ", ".join(no_sdk),
         )
+    calendar = RuntimeCalendar.load(today=_today(settings.today))
+    versions = RuntimeVersions(
+        catalog,
+        region=settings.region,
+        builds_dir=Path(settings.runtime_builds) if settings.runtime_builds else None,
+        shared_paths_only=decision.mode == "sandbox",
+        python_sdks=python_sdks,
+    )
     isolation = build_isolation(decision, data, settings, catalog)
     rootfs.remove_stale(data / "envs")  # environments of a server that died without cleaning up
     db = Database(data / "lamina.db")
@@ -233,7 +245,7 @@ async def run(settings: Settings) -> None:
             python_sdks=python_sdks,
             account_id=settings.account_id,
         ),
-        catalog=catalog,
+        versions=versions,
         code=code,
         idle_timeout=settings.idle_timeout,
         memory_budget_mb=settings.memory_budget,
@@ -244,7 +256,8 @@ async def run(settings: Settings) -> None:
     functions = FunctionService(
         repo=repo,
         code=code,
-        catalog=catalog,
+        versions=versions,
+        calendar=calendar,
         arns=arns,
         retirer=manager,
         layers=layers,
@@ -259,6 +272,7 @@ async def run(settings: Settings) -> None:
     invoker = Invoker(functions=functions, manager=manager, limiter=ConcurrencyLimiter(settings.max_concurrency), sources=sources)
     queue = EventQueue(db)
     event_configs = EventConfigs(functions=functions, repo=repo)
+    runtime_configs = RuntimeManagementConfigs(functions=functions, versions=versions)
     dispatcher = Dispatcher(
         queue=queue,
         invoker=invoker,
@@ -279,6 +293,7 @@ async def run(settings: Settings) -> None:
         await functions.load()
         await sources.load()
         await scheduler.load()
+        warn_deprecated_runtimes(functions, calendar)
         app = build_app(
             Services(
                 functions=functions,
@@ -286,6 +301,9 @@ async def run(settings: Settings) -> None:
                 dispatcher=dispatcher,
                 event_configs=event_configs,
                 layers=layers,
+                runtime_configs=runtime_configs,
+                runtimes=versions,
+                calendar=calendar,
                 queue=queue,
                 scheduler=scheduler,
                 environments=manager,
@@ -356,6 +374,32 @@ async def run(settings: Settings) -> None:
         logs.close()
         await db.close()
         print("Lamina stopped.", flush=True)
+
+
+def _today(raw: str) -> date | None:
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError as exc:
+        raise SystemExit(f"lamina: LAMINA_TODAY must be a date like 2027-01-31, not {raw!r}") from exc
+
+
+def warn_deprecated_runtimes(functions: FunctionService, calendar: RuntimeCalendar) -> None:
+    """One warning per function whose $LATEST or a published version is on a deprecated runtime
+    (spec 10): invocations keep working, but creates and then updates will be refused."""
+    for rec in functions.list_functions():
+        runtimes = sorted({rec.latest.runtime, *(v.runtime for v in rec.versions.values())})
+        for rid in runtimes:
+            phase = calendar.phase(rid)
+            entry = calendar.get(rid)
+            if phase is RuntimePhase.SUPPORTED or entry is None:
+                continue
+            log.warning(
+                "function %s uses runtime %s, deprecated since %s (create blocked from %s, update blocked from "
+                "%s; invocations keep working): move it to a supported runtime",
+                rec.name, rid, entry.deprecation, entry.block_create, entry.block_update,
+            )  # fmt: skip
 
 
 def host_memory_budget_mb() -> int:

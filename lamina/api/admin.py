@@ -83,11 +83,39 @@ async def environments(request: Request, s: Services) -> Response:
             "details": [
                 {"id": d.id, "function": d.function, "version": d.version, "state": d.state.value,
                  "invocations": d.invocations, "warm": d.warm, "provisioned": d.provisioned,
-                 "codeSha256": d.code_sha256, "debugPort": d.debug_port}  # fmt: skip
+                 "codeSha256": d.code_sha256, "debugPort": d.debug_port,
+                 "runtimeVersionArn": d.runtime_version_arn}  # fmt: skip
                 for d in stats.details
             ],
         }
     )
+
+
+async def runtimes(request: Request, s: Services) -> Response:
+    """The runtime catalog (spec 10): every identifier with its lifecycle dates and phase on the
+    server's today, and the versions installed here (newest first: the current one)."""
+    await s.runtimes.look()
+    items = []
+    for e in s.calendar.entries():
+        versions = s.runtimes.installed(e.identifier)
+        items.append(
+            {
+                "identifier": e.identifier,
+                "name": e.name,
+                "os": e.os,
+                "deprecation": e.deprecation.isoformat() if e.deprecation else None,
+                "blockCreate": e.block_create.isoformat() if e.block_create else None,
+                "blockUpdate": e.block_update.isoformat() if e.block_update else None,
+                "phase": s.calendar.phase(e.identifier).value,
+                "source": e.source,
+                "available": bool(versions),
+                "versions": [
+                    {"name": v.name, "arn": v.arn, "interpreter": str(v.interpreter) if v.interpreter else None}
+                    for v in versions
+                ],
+            }
+        )
+    return json_response({"today": s.calendar.today().isoformat(), "runtimes": items})
 
 
 async def metrics(request: Request, s: Services) -> Response:

@@ -14,7 +14,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from lamina.api import admin, concurrency, dev, event_config, functions, invoke, layers, schedules, tags, versions
+from lamina.api import (
+    admin, concurrency, dev, event_config, functions, invoke, layers, runtime_management, schedules, tags, versions,
+)  # fmt: skip
 from lamina.api.common import Handler, Services, endpoint
 from lamina.api.errors import error_response
 from lamina.model.errors import LambdaError
@@ -22,6 +24,7 @@ from lamina.model.errors import LambdaError
 F = "/2015-03-31/functions"
 EIC = "/2019-09-25/functions/{name}/event-invoke-config"
 LV = "/2018-10-31/layers/{layer}/versions"
+RMC = "/2021-07-20/functions/{name}/runtime-management-config"
 
 
 class UnknownOperationException(LambdaError):
@@ -69,6 +72,8 @@ def build_app(services: Services) -> ASGIApp:
         ("POST", LV + "/{version}/policy", layers.add_layer_version_permission),
         ("GET", LV + "/{version}/policy", layers.get_layer_version_policy),
         ("DELETE", LV + "/{version}/policy/{sid}", layers.remove_layer_version_permission),
+        ("PUT", RMC, runtime_management.put_runtime_management_config),
+        ("GET", RMC, runtime_management.get_runtime_management_config),
         ("GET", "/2017-03-31/tags/{arn}", tags.list_tags),
         ("POST", "/2017-03-31/tags/{arn}", tags.tag_resource),
         ("DELETE", "/2017-03-31/tags/{arn}", tags.untag_resource),
@@ -78,6 +83,7 @@ def build_app(services: Services) -> ASGIApp:
         ("GET", "/lamina/v1/code/{sha}.zip", admin.download_code),
         ("GET", "/lamina/v1/logs/{name}", admin.read_logs),
         ("GET", "/lamina/v1/environments", admin.environments),
+        ("GET", "/lamina/v1/runtimes", admin.runtimes),
         ("GET", "/lamina/v1/metrics", admin.metrics),
         ("GET", "/lamina/v1/events", admin.events),
         ("GET", "/lamina/v1/events/failed", admin.failed_events),

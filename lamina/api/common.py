@@ -18,12 +18,15 @@ from lamina.asyncq.dispatcher import Dispatcher
 from lamina.envs.manager import EnvironmentManager
 from lamina.functions.event_configs import EventConfigs
 from lamina.functions.layers import LayerService
+from lamina.functions.runtime_management import RuntimeManagementConfigs
 from lamina.functions.service import FunctionService
 from lamina.functions.sources import SourceFunctions
 from lamina.invoke.debug import DebugSessions
 from lamina.invoke.invoker import Invoker
 from lamina.logs.store import LogStore
 from lamina.model.errors import InvalidRequestContentException, LambdaError, ServiceException
+from lamina.runtimes.lifecycle import RuntimeCalendar
+from lamina.runtimes.versions import RuntimeVersions
 from lamina.store.code import CodeStore
 from lamina.schedules.scheduler import Scheduler
 from lamina.store.queue import EventQueue
@@ -39,6 +42,9 @@ class Services:
     dispatcher: Dispatcher
     event_configs: EventConfigs
     layers: LayerService
+    runtime_configs: RuntimeManagementConfigs
+    runtimes: RuntimeVersions
+    calendar: RuntimeCalendar
     queue: EventQueue
     scheduler: Scheduler
     environments: EnvironmentManager

@@ -8,11 +8,20 @@ from starlette.responses import Response
 from lamina.api import shapes
 from lamina.api.common import Services, empty_response, json_body, json_response
 from lamina.model.errors import InvalidParameterValueException
+from lamina.model.function import FunctionConfig
 from lamina.model.ids import FunctionRef, validation_error
 
 
 def _ref(request: Request) -> FunctionRef:
     return FunctionRef.parse(request.path_params["name"], request.query_params.get("Qualifier"))
+
+
+def configuration(config: FunctionConfig, s: Services) -> shapes.Json:
+    """FunctionConfiguration with the runtime version its next environment starts with (spec 2.1, 10)."""
+    rc = s.runtime_configs
+    return shapes.function_configuration(
+        config, s.functions.arns, runtime_version_arn=rc.version_arn(config), runtime_version_error=rc.version_error(config)
+    )
 
 
 def _max_items(request: Request) -> int | None:
@@ -26,7 +35,7 @@ def _max_items(request: Request) -> int | None:
 
 async def create_function(request: Request, s: Services) -> Response:
     config = await s.functions.create(shapes.create_input(await json_body(request)))
-    return json_response(shapes.function_configuration(config, s.functions.arns), 201)
+    return json_response(configuration(config, s), 201)
 
 
 async def list_functions(request: Request, s: Services) -> Response:
@@ -48,7 +57,7 @@ async def get_function(request: Request, s: Services) -> Response:
     rec = s.functions.record(ref.name)
     location = f"{str(request.base_url).rstrip('/')}/lamina/v1/code/{config.code.sha256_hex}.zip"
     body: dict[str, object] = {
-        "Configuration": shapes.function_configuration(config, s.functions.arns),
+        "Configuration": configuration(config, s),
         "Code": {"RepositoryType": "S3", "Location": location},
     }
     if rec.tags:
@@ -60,14 +69,14 @@ async def get_function(request: Request, s: Services) -> Response:
 
 async def get_configuration(request: Request, s: Services) -> Response:
     config = s.functions.get_config(_ref(request))
-    return json_response(shapes.function_configuration(config, s.functions.arns))
+    return json_response(configuration(config, s))
 
 
 async def update_configuration(request: Request, s: Services) -> Response:
     ref = _ref(request)
     body = await json_body(request)
     config = await s.functions.update_configuration(ref.name, shapes.config_changes(body), revision_id=body.get("RevisionId"))
-    return json_response(shapes.function_configuration(config, s.functions.arns))
+    return json_response(configuration(config, s))
 
 
 async def update_code(request: Request, s: Services) -> Response:
@@ -79,7 +88,7 @@ async def update_code(request: Request, s: Services) -> Response:
     config = await s.functions.update_code(
         ref.name, zip_file, publish=bool(body.get("Publish")), revision_id=body.get("RevisionId")
     )
-    return json_response(shapes.function_configuration(config, s.functions.arns))
+    return json_response(configuration(config, s))
 
 
 async def delete_function(request: Request, s: Services) -> Response:

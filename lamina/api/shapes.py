@@ -23,6 +23,7 @@ from lamina.model.function import (
     LoggingChanges,
     LogFormat,
     LogLevel,
+    UpdateRuntimeOn,
 )
 from lamina.model.ids import Arns, validation_error
 from lamina.model.layers import LayerPermissionInput, LayerStatement, LayerVersion, PublishLayerInput
@@ -171,8 +172,17 @@ def routing_weights(body: Json) -> dict[str, float] | None:
 # --- responses -------------------------------------------------------------------------------
 
 
-def function_configuration(c: FunctionConfig, arns: Arns, *, listing: bool = False, qualified_latest: bool = False) -> Json:
-    """FunctionConfiguration (spec 2.1). `listing`: ListFunctions items omit state members."""
+def function_configuration(
+    c: FunctionConfig,
+    arns: Arns,
+    *,
+    listing: bool = False,
+    qualified_latest: bool = False,
+    runtime_version_arn: str | None = None,
+    runtime_version_error: str | None = None,
+) -> Json:
+    """FunctionConfiguration (spec 2.1). `listing`: ListFunctions items omit state members and
+    RuntimeVersionConfig."""
     qualifier = None if c.is_latest and not qualified_latest else c.version
     out: Json = {
         "FunctionName": c.name,
@@ -205,6 +215,10 @@ def function_configuration(c: FunctionConfig, arns: Arns, *, listing: bool = Fal
         out["Layers"] = [{"Arn": ref.arn, "CodeSize": ref.code.size} for ref in c.layers]
     if listing:
         return out
+    if runtime_version_arn is not None:
+        out["RuntimeVersionConfig"] = {"RuntimeVersionArn": runtime_version_arn}
+        if runtime_version_error is not None:
+            out["RuntimeVersionConfig"]["Error"] = {"ErrorCode": "RuntimeVersionNotInstalled", "Message": runtime_version_error}
     s = c.status
     out["State"] = s.state.value
     if s.state_reason:
@@ -247,6 +261,29 @@ def paginate(items: list[Json], marker: str | None, max_items: int | None, *, ca
     next_marker = base64.urlsafe_b64encode(str(nxt).encode()).decode() if nxt < len(items) else None
     return page, next_marker
 
+
+
+def runtime_management_input(body: Json) -> tuple[UpdateRuntimeOn, str | None]:
+    """PutRuntimeManagementConfig's body: UpdateRuntimeOn (required), RuntimeVersionArn."""
+    raw = _str(body, "UpdateRuntimeOn", "updateRuntimeOn")
+    if raw is None:
+        raise validation_error("null", "updateRuntimeOn", "Member must not be null")
+    try:
+        mode = UpdateRuntimeOn(raw)
+    except ValueError as exc:
+        allowed = ", ".join(m.value for m in UpdateRuntimeOn)
+        raise validation_error(raw, "updateRuntimeOn", f"Member must satisfy enum value set: [{allowed}]") from exc
+    return mode, _str(body, "RuntimeVersionArn", "runtimeVersionArn")
+
+
+def runtime_management_config(c: FunctionConfig, arns: Arns) -> Json:
+    """Put/GetRuntimeManagementConfig's answer: RuntimeVersionArn only for Manual, else null."""
+    rm = c.runtime_management
+    return {
+        "UpdateRuntimeOn": rm.update_on.value,
+        "FunctionArn": arns.function(c.name, None if c.is_latest else c.version),
+        "RuntimeVersionArn": rm.version_arn if rm.update_on is UpdateRuntimeOn.MANUAL else None,
+    }
 
 
 # --- asynchronous invocation (spec 2.2 *EventInvokeConfig rows) --------------------------------

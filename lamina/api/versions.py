@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from lamina.api import shapes
 from lamina.api.common import Services, empty_response, json_body, json_response
-from lamina.api.functions import _max_items, _ref
+from lamina.api.functions import _max_items, _ref, configuration
 from lamina.model.ids import validation_error
 
 
@@ -17,7 +17,7 @@ async def publish_version(request: Request, s: Services) -> Response:
     config = await s.functions.publish_version(
         ref.name, code_sha256=body.get("CodeSha256"), description=body.get("Description"), revision_id=body.get("RevisionId")
     )
-    return json_response(shapes.function_configuration(config, s.functions.arns), 201)
+    return json_response(configuration(config, s), 201)
 
 
 async def list_versions(request: Request, s: Services) -> Response:

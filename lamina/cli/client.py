@@ -162,6 +162,36 @@ class DebugInfo:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RuntimeVersionInfo:
+    name: str
+    arn: str
+    interpreter: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuntimeRow:
+    """One runtime of the server's catalog, as `lamina runtimes` lists it."""
+
+    identifier: str
+    name: str
+    phase: str  # supported, deprecated, create-blocked, update-blocked (on the server's today)
+    deprecation: str | None
+    block_create: str | None
+    block_update: str | None
+    versions: tuple[RuntimeVersionInfo, ...]  # installed here, newest (current) first
+
+    @property
+    def deprecated(self) -> bool:
+        return self.phase != "supported"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuntimeCatalogView:
+    today: str
+    runtimes: tuple[RuntimeRow, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FailedPage:
     events: tuple[FailedEvent, ...] = field(default_factory=tuple)
     next_marker: str | None = None
@@ -596,6 +626,26 @@ class AdminClient:
         import urllib.parse
 
         self._get(f"/lamina/v1/schedules/{urllib.parse.quote(name, safe='')}", timeout=30.0, method="DELETE")
+
+    def runtimes(self) -> RuntimeCatalogView:
+        """The server's runtime catalog: lifecycle phase on its today, versions installed there."""
+        body = self._get("/lamina/v1/runtimes", timeout=30.0)
+        rows = tuple(
+            RuntimeRow(
+                identifier=str(r["identifier"]),
+                name=str(r.get("name", "")),
+                phase=str(r.get("phase", "supported")),
+                deprecation=r.get("deprecation"),
+                block_create=r.get("blockCreate"),
+                block_update=r.get("blockUpdate"),
+                versions=tuple(
+                    RuntimeVersionInfo(name=str(v["name"]), arn=str(v["arn"]), interpreter=v.get("interpreter"))
+                    for v in r.get("versions", [])
+                ),
+            )
+            for r in body.get("runtimes", [])
+        )
+        return RuntimeCatalogView(today=str(body.get("today", "")), runtimes=rows)
 
     def _get(self, path: str, *, timeout: float, method: str = "GET", body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         import http.client

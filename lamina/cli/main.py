@@ -1,4 +1,4 @@
-"""The `lamina` command tree: up, build, deploy, invoke, tune, ls, logs, rm, events, schedule.
+"""The `lamina` command tree: up, build, deploy, invoke, tune, ls, runtimes, logs, rm, events, schedule.
 
 `build` runs pip or npm on this machine through `lamina.build`; `tune` drives a function through
 the Lambda API with `lamina.tune`. Only `up` touches the server's code (`lamina.server`, imported
@@ -117,6 +117,14 @@ def up(
             "tag lamina:network overrides it. \\[default: none]",
         ),
     ] = None,
+    today: Annotated[
+        str | None,
+        typer.Option(
+            "--today",
+            help="The date (YYYY-MM-DD) runtime deprecation dates are judged against, to see what a "
+            "future date blocks (`lamina runtimes`). \\[default: today, UTC]",
+        ),
+    ] = None,
 ) -> None:
     """Run the Lamina server in the foreground (Ctrl-C stops it).
 
@@ -137,6 +145,7 @@ def up(
         memory_budget=memory_budget,
         isolation=isolation,
         network=network,
+        today=today,
     )
     from lamina import server
 
@@ -639,13 +648,33 @@ def _tail_logs(admin: AdminClient, name: str) -> None:
 @app.command("ls")
 def list_functions(ctx: typer.Context) -> None:
     """List functions."""
+    from lamina.cli.client import AdminClient
     from lamina.cli.render import functions_table
 
     functions = _lambda(ctx, _settings()).list()
     if not functions:
         _stderr().print("no functions", style="dim")
         return
-    _stdout().print(functions_table(functions))
+    catalog = AdminClient(_endpoint(ctx)).runtimes()
+    _stdout().print(functions_table(functions, {r.identifier: r for r in catalog.runtimes}))
+
+
+@app.command("runtimes")
+def list_runtimes(
+    ctx: typer.Context,
+    here: Annotated[bool, typer.Option("--here", help="Only the runtimes this host can run.")] = False,
+) -> None:
+    """The runtime catalog: each runtime's deprecation status and dates, and which run here (with
+    their interpreter and runtime version ARN)."""
+    from dataclasses import replace
+
+    from lamina.cli.client import AdminClient
+    from lamina.cli.render import runtimes_table
+
+    view = AdminClient(_endpoint(ctx)).runtimes()
+    if here:
+        view = replace(view, runtimes=tuple(r for r in view.runtimes if r.versions))
+    _stdout().print(runtimes_table(view))
 
 
 @app.command("rm")

@@ -14,7 +14,9 @@ from rich.table import Table
 from rich.text import Text
 
 from lamina.build import BuildResult
-from lamina.cli.client import FailedEvent, FunctionSummary, LayerSummary, LogEvent, ScheduleSummary
+from lamina.cli.client import (
+    FailedEvent, FunctionSummary, LayerSummary, LogEvent, RuntimeCatalogView, RuntimeRow, ScheduleSummary,
+)  # fmt: skip
 from lamina.tune.report import TuneReport
 
 
@@ -28,7 +30,11 @@ def size(n: int) -> str:
     raise AssertionError("unreachable")
 
 
-def functions_table(functions: Iterable[FunctionSummary]) -> Table:
+_PHASE_STYLE = {"supported": "green", "deprecated": "yellow", "create-blocked": "red", "update-blocked": "red"}
+
+
+def functions_table(functions: Iterable[FunctionSummary], runtimes: dict[str, RuntimeRow] | None = None) -> Table:
+    """Functions; one on a deprecated runtime has it marked with its phase (from `runtimes`)."""
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("NAME", no_wrap=True)
     table.add_column("RUNTIME", no_wrap=True)
@@ -39,11 +45,45 @@ def functions_table(functions: Iterable[FunctionSummary]) -> Table:
     for fn in sorted(functions, key=lambda f: f.name):
         table.add_row(
             Text(fn.name, style="cyan"),
-            Text(fn.runtime),
+            _runtime_cell(fn.runtime, (runtimes or {}).get(fn.runtime)),
             f"{fn.memory_mb} MB",
             f"{fn.timeout_s} s",
             Text(fn.last_modified),
             size(fn.code_size),
+        )
+    return table
+
+
+def _runtime_cell(runtime: str, row: RuntimeRow | None) -> Text:
+    if row is None or not row.deprecated:
+        return Text(runtime)
+    return Text.assemble(runtime, " ", (f"({row.phase})", _PHASE_STYLE.get(row.phase, "yellow")))
+
+
+def runtimes_table(view: RuntimeCatalogView) -> Table:
+    """The catalog: lifecycle phase on the server's today, dates, and what runs here."""
+    table = Table(box=None, header_style="bold", pad_edge=False, title=f"runtimes on {view.today}", title_justify="left")
+    table.add_column("RUNTIME", no_wrap=True)
+    table.add_column("STATUS", no_wrap=True)
+    table.add_column("DEPRECATION", no_wrap=True)
+    table.add_column("BLOCK CREATE", no_wrap=True)
+    table.add_column("BLOCK UPDATE", no_wrap=True)
+    table.add_column("HERE")
+    for r in view.runtimes:
+        if r.versions:
+            current = r.versions[0]
+            here = Text.assemble((current.interpreter or "own bootstrap", "cyan"), f"  {current.name}  {current.arn}")
+            if len(r.versions) > 1:
+                here.append(f"  (+{len(r.versions) - 1} older installed)", style="dim")
+        else:
+            here = Text("-", style="dim")
+        table.add_row(
+            Text(r.identifier, style="bold" if r.versions else ""),
+            Text(r.phase, style=_PHASE_STYLE.get(r.phase, "")),
+            r.deprecation or "-",
+            r.block_create or "-",
+            r.block_update or "-",
+            here,
         )
     return table
 

@@ -53,6 +53,7 @@ from lamina.runtimes.catalog import (
     python_argv_inside,
 )  # fmt: skip
 from lamina.runtimes.sdk import SDK_DIR_INSIDE, SDK_PATH_ENV, SdkCatalog
+from lamina.runtimes.versions import RuntimeVersion
 from lamina.sandbox.base import Limits, Mount, NetworkMode, Sandbox, SandboxExit, SandboxSetup, SandboxSpec
 from lamina.sandbox.process import ProcessSandbox
 
@@ -113,6 +114,7 @@ class EnvironmentStatistics:
     provisioned: bool
     code_sha256: str
     debug_port: int | None
+    runtime_version_arn: str
 
 
 def _platform_error(request_id: str, error_type: str, detail: str) -> str:
@@ -124,7 +126,7 @@ class ExecutionEnvironment:
         self,
         *,
         config: FunctionConfig,
-        runtime: RuntimeInfo,
+        version: RuntimeVersion,
         code_dir: Path,
         ctx: EnvironmentContext,
         opt_dir: Path | None = None,
@@ -144,7 +146,10 @@ class ExecutionEnvironment:
         self.stream = time.strftime("%Y/%m/%d/", time.gmtime()) + f"[{config.version}]{self.id}"
         self.invocations = 0
         self.idle_since = time.monotonic()
-        self._runtime = runtime
+        # The runtime build this environment runs for its whole life (spec 10: a newer version
+        # reaches a function through new environments only).
+        self.version = version
+        self._runtime = version.info
         self._code_dir = code_dir
         self._opt_dir = opt_dir  # the merged layers, seen at /opt; None without layers
         self._ctx = ctx
@@ -248,7 +253,7 @@ class ExecutionEnvironment:
         until = self._loop.time() + budget
         env = self._runtime_env(task_root, runtime_dir)
         mounts = self._with_sdk(mounts, env)
-        self._log(self._plog.init_start(self._init_info, phase, self._runtime_version, self._runtime_version_arn))
+        self._log(self._plog.init_start(self._init_info, phase, self.version.name, self.version.arn))
         self._thaw()  # a frozen cgroup would freeze the new runtime as it enters
         self._sandbox.limit_cpu(False)  # init runs unthrottled; the function's CPU share applies after
         spec = SandboxSpec(
@@ -395,21 +400,6 @@ class ExecutionEnvironment:
             return mounts
         env[SDK_PATH_ENV] = SDK_DIR_INSIDE
         return (*mounts, Mount(host=sdk.directory, inside=SDK_DIR_INSIDE))
-
-    @property
-    def _runtime_version(self) -> str:
-        rid = self.config.runtime
-        if rid.startswith("python"):
-            return f"python:{rid.removeprefix('python')}.lamina1"
-        family, _, rest = rid.partition(".")
-        return f"{family}:{rest or 'al1'}.lamina1"
-
-    @property
-    def _runtime_version_arn(self) -> str:
-        import hashlib
-
-        digest = hashlib.sha256(self._runtime_version.encode()).hexdigest()
-        return f"arn:aws:lambda:{self._ctx.region}::runtime:{digest}"
 
     def _runtime_env(self, task_root: str, runtime_dir: str) -> dict[str, str]:
         """Lambda's variables (spec 5.3); the sandbox adds AWS_LAMBDA_RUNTIME_API and TMPDIR.
@@ -833,6 +823,7 @@ class ExecutionEnvironment:
             provisioned=self.provisioned,
             code_sha256=self.config.code.sha256_hex,
             debug_port=self.debug.port if self.debug is not None else None,
+            runtime_version_arn=self.version.arn,
         )
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from lamina.envs.debugging import DebugSetup
 from lamina.envs.environment import EnvironmentContext, EnvironmentStatistics, EnvState, ExecutionEnvironment
-from lamina.model.errors import TooManyRequestsException
+from lamina.model.errors import InvalidRuntimeException, TooManyRequestsException
 from lamina.model.function import FunctionConfig, ProvisionedState
-from lamina.runtimes.catalog import RuntimeCatalog
+from lamina.runtimes.versions import RuntimeVersions
 from lamina.sandbox.base import NetworkMode
 from lamina.store.code import CodeStore
 
@@ -59,13 +59,13 @@ class EnvironmentManager:
         self,
         *,
         ctx: EnvironmentContext,
-        catalog: RuntimeCatalog,
+        versions: RuntimeVersions,
         code: CodeStore,
         idle_timeout: float,
         memory_budget_mb: int = 1 << 30,
     ) -> None:
         self._ctx = ctx
-        self._catalog = catalog
+        self._versions = versions
         self._code = code
         self._idle_timeout = idle_timeout
         # Σ MemorySize of live environments may not pass this (memory-aware admission).
@@ -172,9 +172,10 @@ class EnvironmentManager:
         self._committed_mb -= env.config.memory_size
 
     async def _create(self, config: FunctionConfig, network: NetworkMode, *, provisioned: bool = False) -> ExecutionEnvironment:
-        runtime = self._catalog.get(config.runtime)
-        if runtime is None:
-            raise RuntimeError(f"runtime {config.runtime} is not available on this host")
+        # Each cold start looks at the installed builds again, so a patched interpreter is picked
+        # up by the next one (spec 10, Auto); warm environments keep the version they started with.
+        await self._versions.look()
+        version = self._versions.select(config)  # InvalidRuntimeException when there is none to run
         debug = self._debug.get(config.name)
         if debug is not None and config.code.source is not None:
             # A debug session of a source function runs the directory itself, so the debugger's
@@ -188,7 +189,7 @@ class EnvironmentManager:
         try:
             env = ExecutionEnvironment(
                 config=config,
-                runtime=runtime,
+                version=version,
                 code_dir=code_dir,
                 opt_dir=opt_dir,
                 ctx=self._ctx,
@@ -322,7 +323,7 @@ class EnvironmentManager:
                 return
             try:
                 env = await self._create(config, network, provisioned=True)
-            except (OSError, RuntimeError) as exc:  # the sandbox could not be built
+            except (OSError, RuntimeError, InvalidRuntimeException) as exc:  # no sandbox, or no runtime build to run
                 log.error("provisioning %s:%s failed", *key, exc_info=exc)
                 pool.provision_failure = f"INTERNAL_ERROR: {exc}"
                 return

@@ -41,11 +41,15 @@ from lamina.model.function import (
     LogLevel,
     ProvisionedConfig,
     ProvisionedState,
+    RuntimeManagement,
     StateInfo,
+    UpdateRuntimeOn,
 )
 from lamina.model.ids import ALIAS_NAME, LATEST, VERSION_NUMBER, Arns, FunctionRef, validation_error
 from lamina.runtimes.catalog import RuntimeCatalog
 from lamina.store.code import MAX_UNZIPPED, CodeStore
+from lamina.runtimes.lifecycle import RuntimeCalendar
+from lamina.runtimes.versions import RuntimeVersions
 from lamina.store.functions import FunctionRepo
 
 log = logging.getLogger("lamina.functions")
@@ -123,7 +127,8 @@ class FunctionService:
         *,
         repo: FunctionRepo,
         code: CodeStore,
-        catalog: RuntimeCatalog,
+        versions: RuntimeVersions,
+        calendar: RuntimeCalendar,
         arns: Arns,
         retirer: EnvironmentRetirer,
         layers: LayerResolver,
@@ -134,7 +139,8 @@ class FunctionService:
         self.total_reserved = 0
         self._repo = repo
         self._code = code
-        self._catalog = catalog
+        self._versions = versions
+        self.calendar = calendar
         self.arns = arns
         self._retirer = retirer
         self._functions: dict[str, FunctionRecord] = {}
@@ -240,6 +246,7 @@ class FunctionService:
         if c.runtime is None:
             raise InvalidParameterValueException("Runtime is required for a Zip package.")
         validate.tags(req.tags)
+        await self._versions.look()  # a runtime whose first build was installed a moment ago counts
         self._validate_changes(req.name, c, runtime_required=True)
         async with self._lock(req.name):
             if req.name in self._functions:
@@ -274,7 +281,7 @@ class FunctionService:
 
     def _validate_changes(self, name: str, c: ConfigChanges, *, runtime_required: bool) -> None:
         if c.runtime is not None:
-            validate.runtime(c.runtime, self._catalog)
+            validate.runtime(c.runtime, self._versions.runtimes(), self.calendar, creating=runtime_required)
         if runtime_required or c.handler is not None:
             validate.handler(c.handler)
         if c.role is not None:
@@ -323,14 +330,16 @@ class FunctionService:
 
     async def update_code(self, name: str, zip_file: bytes, *, publish: bool = False, revision_id: str | None = None) -> FunctionConfig:
         rec = self.record(name)
+        validate.runtime_updatable(rec.latest.runtime, self.calendar)
         self._check_updatable(rec, revision_id)
         code = await self._code.put(zip_file)
+        await self._versions.look()  # FunctionUpdate functions move to the newest version now
         async with self._lock(name):
             rec = self.record(name)
             self._check_updatable(rec, revision_id)
             await self._check_size(code, rec.latest.layers)
             config = replace(rec.latest, code=code, revision_id=_new_revision(), last_modified=now_timestamp(), status=_UPDATING)
-            await self._commit_latest(rec, config)
+            await self._commit_latest(rec, self._on_update(config))
         if publish:
             await self._finish_update(name, config.revision_id)
             return await self.publish_version(name)
@@ -363,6 +372,9 @@ class FunctionService:
 
     async def update_configuration(self, name: str, changes: ConfigChanges, *, revision_id: str | None = None) -> FunctionConfig:
         self._validate_changes(name, changes, runtime_required=False)
+        if changes.runtime is None:
+            validate.runtime_updatable(self.record(name).latest.runtime, self.calendar)
+        await self._versions.look()  # FunctionUpdate functions move to the newest version now
         async with self._lock(name):
             rec = self.record(name)
             self._check_updatable(rec, revision_id)
@@ -372,7 +384,7 @@ class FunctionService:
             config = replace(
                 _apply(rec.latest, changes, layers), revision_id=_new_revision(), last_modified=now_timestamp(), status=_UPDATING
             )
-            await self._commit_latest(rec, config)
+            await self._commit_latest(rec, self._on_update(config))
         self._spawn(self._finish_update(name, config.revision_id))
         return config
 
@@ -386,6 +398,29 @@ class FunctionService:
                 f"Function code combined with layers exceeds the maximum allowed size of {MAX_UNZIPPED} bytes. "
                 f"The actual size is {total} bytes."
             )
+
+    def _on_update(self, config: FunctionConfig) -> FunctionConfig:
+        """FunctionUpdate mode: an update moves the function to the newest runtime version (spec 10)."""
+        rm = config.runtime_management
+        if rm.update_on is not UpdateRuntimeOn.FUNCTION_UPDATE:
+            return config
+        current = self._versions.current(config.runtime)
+        return replace(config, runtime_management=replace(rm, version_arn=current.arn if current else None))
+
+    async def set_runtime_management(self, config: FunctionConfig, rm: RuntimeManagement) -> FunctionConfig:
+        """Store a version's runtime management setting (spec 10). Not an update: no new RevisionId,
+        no InProgress. For $LATEST, what invokes run changes with it, so environments started
+        under the old setting are not reused. Call with `lock(config.name)` held."""
+        rec = self.record(config.name)
+        updated = replace(config, runtime_management=rm)
+        await self._repo.put_version(updated)
+        if updated.is_latest:
+            rec.latest = updated
+            if rec.runnable is not None:
+                rec.runnable = replace(rec.runnable, runtime_management=rm)
+        else:
+            rec.versions[updated.version] = updated
+        return updated
 
     async def _commit_latest(self, rec: FunctionRecord, config: FunctionConfig) -> None:
         await self._repo.put_version(config)

@@ -8,7 +8,8 @@ import re
 from lamina.model.errors import InvalidParameterValueException
 from lamina.model.function import LogFormat, LogLevel
 from lamina.model.ids import validation_error
-from lamina.runtimes.catalog import LAMBDA_RUNTIMES, RuntimeCatalog
+from lamina.runtimes.catalog import LAMBDA_RUNTIMES
+from lamina.runtimes.lifecycle import RuntimeCalendar, RuntimePhase, blocked_message
 
 _NAME = re.compile(r"^[a-zA-Z0-9-_]{1,64}$")
 _ROLE = re.compile(r"^arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
@@ -41,17 +42,27 @@ def role(value: str) -> None:
         )
 
 
-def runtime(value: str, catalog: RuntimeCatalog) -> None:
+def runtime(value: str, available: list[str], calendar: RuntimeCalendar, *, creating: bool) -> None:
+    """A runtime a create (or an update, `creating=False`) may set: one Lambda knows, not blocked
+    for that operation on the calendar's today (spec 10), and installed here."""
     if value not in LAMBDA_RUNTIMES:
         raise InvalidParameterValueException(
             f"Value {value} at 'runtime' failed to satisfy constraint: Member must satisfy enum value set: "
             f"[{', '.join(LAMBDA_RUNTIMES)}] or be a valid ARN"
         )
-    if catalog.get(value) is None:
+    runtime_updatable(value, calendar, creating=creating)
+    if value not in available:
         raise InvalidParameterValueException(
             f"The runtime parameter of {value} is not available on this Lamina host. "
-            f"Runtimes available here: {', '.join(catalog.available)}."
+            f"Runtimes available here: {', '.join(available)}."
         )
+
+
+def runtime_updatable(value: str, calendar: RuntimeCalendar, *, creating: bool = False) -> None:
+    """Lambda's refusal once a runtime reaches its block-create (or block-update) date."""
+    blocked_from = RuntimePhase.CREATE_BLOCKED if creating else RuntimePhase.UPDATE_BLOCKED
+    if calendar.phase(value).rank >= blocked_from.rank:
+        raise InvalidParameterValueException(blocked_message(value))
 
 
 def handler(value: str | None) -> None:

@@ -67,3 +67,8 @@ class UnsupportedMediaTypeException(_UserError):
 
 class ProvisionedConcurrencyConfigNotFoundException(_UserError):
     code, status = "ProvisionedConcurrencyConfigNotFoundException", 404
+
+
+class InvalidRuntimeException(LambdaError):
+    # Invoke: "The runtime or runtime version specified is not supported" (botocore model: 502).
+    code, status = "InvalidRuntimeException", 502

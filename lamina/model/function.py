@@ -105,6 +105,22 @@ class LoggingChanges:
     log_group: str | None = None
 
 
+class UpdateRuntimeOn(enum.Enum):
+    """When a function moves to a newer runtime version (spec 10, PutRuntimeManagementConfig)."""
+
+    AUTO = "Auto"  # at its next cold start
+    FUNCTION_UPDATE = "FunctionUpdate"  # at its next code or configuration update
+    MANUAL = "Manual"  # never: it stays on a pinned version
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuntimeManagement:
+    update_on: UpdateRuntimeOn = UpdateRuntimeOn.AUTO
+    # Manual: the pinned runtime version ARN. FunctionUpdate: the version current at the last
+    # create or update. Auto: None (each cold start takes the newest installed version).
+    version_arn: str | None = None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StateInfo:
     """State and LastUpdateStatus with their reasons: what the waiters poll (spec 1.6)."""
@@ -142,6 +158,7 @@ class FunctionConfig:
     revision_id: str
     last_modified: str
     status: StateInfo = field(default_factory=StateInfo)
+    runtime_management: RuntimeManagement = field(default_factory=RuntimeManagement)
 
     @property
     def is_latest(self) -> bool:
@@ -163,6 +180,7 @@ class FunctionConfig:
             and self.layers == other.layers
             and self.ephemeral_storage == other.ephemeral_storage
             and self.logging == other.logging
+            and self.runtime_management == other.runtime_management
         )
 
 

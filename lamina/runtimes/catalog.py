@@ -178,3 +178,8 @@ def _node_major(node: Path) -> int | None:
         return None
     match = re.match(r"v(\d+)\.", out)
     return int(match.group(1)) if match else None
+
+
+def reachable_by_others(path: Path) -> bool:
+    """Whether sandbox uids can read `path` (for runtime builds other than the host's; versions.py)."""
+    return _reachable_by_others(path)

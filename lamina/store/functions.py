@@ -23,7 +23,9 @@ from lamina.model.function import (
     LoggingConfig,
     LogFormat,
     LogLevel,
+    RuntimeManagement,
     StateInfo,
+    UpdateRuntimeOn,
 )
 from lamina.store.db import Database
 
@@ -78,11 +80,16 @@ def config_to_doc(c: FunctionConfig) -> dict[str, Any]:
             "last_update_reason": s.last_update_reason,
             "last_update_reason_code": s.last_update_reason_code,
         },
+        "runtime_management": {
+            "update_on": c.runtime_management.update_on.value,
+            "version_arn": c.runtime_management.version_arn,
+        },
     }
 
 
 def config_from_doc(d: dict[str, Any]) -> FunctionConfig:
     s = d["status"]
+    rm = d.get("runtime_management") or {}
     return FunctionConfig(
         name=d["name"],
         version=d["version"],
@@ -114,6 +121,10 @@ def config_from_doc(d: dict[str, Any]) -> FunctionConfig:
             last_update_status=LastUpdateStatus(s["last_update_status"]) if s["last_update_status"] else None,
             last_update_reason=s["last_update_reason"],
             last_update_reason_code=s["last_update_reason_code"],
+        ),
+        # Documents written before runtime management existed are Auto (Lambda's default).
+        runtime_management=RuntimeManagement(
+            update_on=UpdateRuntimeOn(rm.get("update_on", "Auto")), version_arn=rm.get("version_arn")
         ),
     )
 

@@ -227,7 +227,8 @@ def test_delete_function(lambda_client: Any, fname: str) -> None:
     ("overrides", "code", "fragment"),
     [
         ({"Runtime": "python9.9"}, "InvalidParameterValueException", "Member must satisfy enum value set"),
-        ({"Runtime": "nodejs4.3"}, "InvalidParameterValueException", "not available on this Lamina host"),
+        ({"Runtime": "nodejs4.3"}, "InvalidParameterValueException", "no longer supported for creating or updating"),
+        ({"Runtime": "java21"}, "InvalidParameterValueException", "not available on this Lamina host"),
         ({"MemorySize": 64}, "ValidationException", "greater than or equal to 128"),
         ({"MemorySize": 20000}, "ValidationException", "less than or equal to 10240"),
         ({"Timeout": 901}, "ValidationException", "less than or equal to 900"),
