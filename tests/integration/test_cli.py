@@ -286,7 +286,7 @@ def test_layer_publish_ls_and_deploy_with_layer(server: RunningServer, fname: st
     listed = lamina_cli(server.endpoint, "layer", "ls")
     assert_ok(listed)
     row = next(line for line in listed.stdout.splitlines() if line.startswith(fname + " "))
-    assert row.split()[1:4] == ["1", f"{RUNTIME},", "python3.12"] and row.endswith(arn)
+    assert row.split()[1:4] == ["1", f"{RUNTIME},", "python3.12"] and row.rstrip().endswith(arn)
 
     app = write_app(tmp_path / "app", source="import greeting\ndef handler(event, context):\n    return greeting.TEXT\n")
     deploy(server, app, fname, "--layer", arn)
