@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from typing import Any
 
 from lamina.testing import RunningServer, deploy, read_logs, zip_files
@@ -68,6 +69,18 @@ def messages(server: RunningServer, fname: str) -> list[str]:
     return [e["message"] for e in events]
 
 
+def idle_environment(server: RunningServer, fname: str, timeout: float = 20.0) -> dict[str, Any]:
+    """The function's one environment, once it is idle (polled: the server shows states only so)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(server.endpoint + "/lamina/v1/environments", timeout=10) as r:
+            mine = [d for d in json.loads(r.read())["details"] if d["function"] == fname]
+        if len(mine) == 1 and mine[0]["state"] == "idle":
+            return mine[0]
+        time.sleep(0.02)
+    raise AssertionError(f"{fname}'s environment never became idle: {mine}")
+
+
 def wait_for_log(server: RunningServer, fname: str, needle: str, timeout: float = 20.0) -> list[str]:
     deadline = time.monotonic() + timeout
     cursor, seen = 0, []
@@ -82,10 +95,13 @@ def wait_for_log(server: RunningServer, fname: str, needle: str, timeout: float 
 def test_extension_gets_invoke_and_shutdown_events(server: RunningServer, lambda_client: Any, fname: str) -> None:
     arn = layer(lambda_client, fname + "-ext", {"extensions/recorder": RECORDER})
     deploy(lambda_client, fname, {"app.py": HANDLER}, Layers=[arn])
-    first, second = (json.loads(lambda_client.invoke(FunctionName=fname, Payload=b"{}")["Payload"].read()) for _ in range(2))
+    first = json.loads(lambda_client.invoke(FunctionName=fname, Payload=b"{}")["Payload"].read())
+    # The answer comes at once; the environment stays busy until the extension is done with the
+    # invocation (post-invoke), and only then is it idle and lent again.
+    assert idle_environment(server, fname)["invocations"] == 1
+    second = json.loads(lambda_client.invoke(FunctionName=fname, Payload=b"{}")["Payload"].read())
     assert "id" in first and "id" in second, (first, second, messages(server, fname)[-20:])
-    # The same (warm) environment, lent again only once the extension was done with the first one.
-    assert first["id"] in second["seen"], (first, second)
+    assert first["id"] in second["seen"], (first, second)  # the same, warm environment
 
     logs = messages(server, fname)
     registered = json.loads(next(m for m in logs if m.startswith("REGISTERED ")).removeprefix("REGISTERED "))
