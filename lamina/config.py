@@ -17,6 +17,7 @@ NetworkDefault = Literal["none", "outbound"]
 # How sandboxes are launched: "zygote" forks them from a template process (root only), "bwrap"
 # execs bubblewrap for each; "auto" takes the zygote where it can run.
 SandboxLauncher = Literal["auto", "zygote", "bwrap"]
+FunctionUrlStyle = Literal["auto", "host", "path"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,6 +45,14 @@ class Settings:
     # Test-mode clock of asynchronous invocation: every backoff delay and event age is divided by
     # it (60: Lambda's 1-minute retry takes 1 s, a 60 s MaximumEventAgeInSeconds 1 s). 1 = real.
     async_time_scale: float = 1.0
+    # Lamina's credentials: what AWS_IAM function URLs check SigV4 signatures against (unset:
+    # such URLs refuse every request, saying so).
+    access_key_id: str = ""
+    secret_access_key: str = field(default="", repr=False)
+    # The FunctionUrl the API returns: "host" (http://<url-id>.lambda-url.<region>.localhost:<port>/),
+    # "path" (http://<host>:<port>/lambda-url/<url-id>/), or "auto": host where *.localhost
+    # resolves on this machine, else path. Both forms are always served.
+    function_url_style: FunctionUrlStyle = "auto"
 
     @property
     def endpoint(self) -> str:

@@ -29,11 +29,14 @@ import uvicorn
 from lamina.api.app import build_app
 from lamina.api.common import Services
 from lamina.api.http import LambdaHttpProtocol
+from lamina.api.url_gateway import Credentials, UrlAddressing, UrlGateway, localhost_names_resolve
 from lamina.asyncq.dispatcher import Dispatcher
 from lamina.config import Settings
 from lamina.envs.environment import EnvironmentContext
 from lamina.envs.manager import EnvironmentManager
 from lamina.functions.event_configs import EventConfigs
+from lamina.functions.policies import Policies
+from lamina.functions.urls import FunctionUrls
 from lamina.functions.service import FunctionService
 from lamina.invoke.concurrency import ConcurrencyLimiter
 from lamina.invoke.invoker import Invoker
@@ -50,6 +53,7 @@ from lamina.store.code import CodeStore
 from lamina.store.db import Database
 from lamina.store.functions import FunctionRepo
 from lamina.store.queue import EventQueue
+from lamina.store.urls import UrlRepo
 
 log = logging.getLogger("lamina")
 SHUTDOWN_GRACE_S = 5
@@ -225,6 +229,9 @@ async def run(settings: Settings) -> None:
     invoker = Invoker(functions=functions, manager=manager, limiter=ConcurrencyLimiter(settings.max_concurrency))
     queue = EventQueue(db)
     event_configs = EventConfigs(functions=functions, repo=repo)
+    url_repo = UrlRepo(db)
+    function_urls = FunctionUrls(functions=functions, repo=url_repo)
+    policies = Policies(functions=functions, repo=url_repo)
     dispatcher = Dispatcher(
         queue=queue,
         invoker=invoker,
@@ -236,6 +243,8 @@ async def run(settings: Settings) -> None:
     try:
         await isolation.open()
         await functions.load()
+        await function_urls.load()
+        await policies.load()
         app = build_app(
             Services(
                 functions=functions,
@@ -249,6 +258,20 @@ async def run(settings: Settings) -> None:
                 account_id=settings.account_id,
                 region=settings.region,
                 concurrency_limit=settings.max_concurrency,
+                function_urls=function_urls,
+                policies=policies,
+                url_gateway=UrlGateway(
+                    urls=function_urls,
+                    policies=policies,
+                    invoker=invoker,
+                    addressing=await url_addressing(settings),
+                    credentials=Credentials(
+                        access_key_id=settings.access_key_id,
+                        secret_access_key=settings.secret_access_key,
+                        account_id=settings.account_id,
+                        region=settings.region,
+                    ),
+                ),
             )
         )
         server = _HttpServer(
@@ -302,6 +325,17 @@ async def run(settings: Settings) -> None:
         logs.close()
         await db.close()
         print("Lamina stopped.", flush=True)
+
+
+async def url_addressing(settings: Settings) -> UrlAddressing:
+    """How FunctionUrl is written: by host name where *.localhost resolves here (or if asked), else
+    by path; an all-addresses listener is reached at loopback."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(settings.host, settings.host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    style = settings.function_url_style
+    by_host = style == "host" or (style == "auto" and await localhost_names_resolve(settings.region))
+    return UrlAddressing(region=settings.region, host=host, port=settings.port, by_host=by_host)
 
 
 def host_memory_budget_mb() -> int:

@@ -14,13 +14,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from lamina.api import admin, concurrency, event_config, functions, invoke, tags, versions
+from lamina.api import admin, concurrency, event_config, function_urls, functions, invoke, policy, tags, versions
 from lamina.api.common import Handler, Services, endpoint
 from lamina.api.errors import error_response
 from lamina.model.errors import LambdaError
 
 F = "/2015-03-31/functions"
 EIC = "/2019-09-25/functions/{name}/event-invoke-config"
+URL = "/2021-10-31/functions/{name}/url"
 
 
 class UnknownOperationException(LambdaError):
@@ -60,6 +61,14 @@ def build_app(services: Services) -> ASGIApp:
         ("GET", EIC, event_config.get_event_invoke_config),
         ("DELETE", EIC, event_config.delete_event_invoke_config),
         ("GET", EIC + "/list", event_config.list_event_invoke_configs),
+        ("POST", URL, function_urls.create_function_url_config),
+        ("GET", URL, function_urls.get_function_url_config),
+        ("PUT", URL, function_urls.update_function_url_config),
+        ("DELETE", URL, function_urls.delete_function_url_config),
+        ("GET", URL + "s", function_urls.list_function_url_configs),
+        ("POST", F + "/{name}/policy", policy.add_permission),
+        ("GET", F + "/{name}/policy", policy.get_policy),
+        ("DELETE", F + "/{name}/policy/{sid}", policy.remove_permission),
         ("GET", "/2017-03-31/tags/{arn}", tags.list_tags),
         ("POST", "/2017-03-31/tags/{arn}", tags.tag_resource),
         ("DELETE", "/2017-03-31/tags/{arn}", tags.untag_resource),

@@ -14,9 +14,12 @@ from starlette.responses import Response
 
 from lamina.api.auth import AllowAll, Authorizer
 from lamina.api.errors import error_response
+from lamina.api.url_gateway import UrlGateway
 from lamina.asyncq.dispatcher import Dispatcher
 from lamina.envs.manager import EnvironmentManager
 from lamina.functions.event_configs import EventConfigs
+from lamina.functions.policies import Policies
+from lamina.functions.urls import FunctionUrls
 from lamina.functions.service import FunctionService
 from lamina.invoke.invoker import Invoker
 from lamina.logs.store import LogStore
@@ -41,6 +44,9 @@ class Services:
     account_id: str
     region: str
     concurrency_limit: int
+    function_urls: FunctionUrls
+    policies: Policies
+    url_gateway: UrlGateway
     authorizer: Authorizer = field(default_factory=AllowAll)
 
 

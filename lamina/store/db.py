@@ -91,6 +91,24 @@ _SCHEMA = [
         PRIMARY KEY(name, qualifier)
     );
     """,
+    # version 5: function URLs (one per function or alias; url_id is the URL's host label) and
+    # resource-based policies (AddPermission), one row per statement.
+    """
+    CREATE TABLE function_urls(
+        name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        qualifier TEXT NOT NULL,
+        url_id TEXT NOT NULL UNIQUE,
+        config TEXT NOT NULL,
+        PRIMARY KEY(name, qualifier)
+    );
+    CREATE TABLE policies(
+        name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        qualifier TEXT NOT NULL,
+        revision_id TEXT NOT NULL,
+        statements TEXT NOT NULL,
+        PRIMARY KEY(name, qualifier)
+    );
+    """,
 ]
 
 
