@@ -161,14 +161,17 @@ def map_response(payload: bytes) -> UrlReply:
     if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
         raise MalformedResponse(f"statusCode {status!r} is not an HTTP status")
     headers: list[tuple[str, str]] = []
-    raw_headers = doc.get("headers") or {}
-    if not isinstance(raw_headers, dict):
-        raise MalformedResponse("headers must be an object")
+    raw_headers = doc.get("headers")
+    raw_headers = {} if raw_headers is None else raw_headers
+    cookies = doc.get("cookies")
+    cookies = [] if cookies is None else cookies
+    if not isinstance(raw_headers, dict) or not isinstance(cookies, list):
+        raise MalformedResponse("headers must be an object and cookies a list")
     for name, value in raw_headers.items():
         headers.append((str(name).lower(), _header_value(value)))
     if not any(name == "content-type" for name, _ in headers):
         headers.append(("content-type", "application/json"))
-    for cookie in doc.get("cookies") or ():
+    for cookie in cookies:
         headers.append(("set-cookie", str(cookie)))
     return UrlReply(status=status, headers=tuple(headers), body=_body(doc.get("body"), doc.get("isBase64Encoded") is True))
 

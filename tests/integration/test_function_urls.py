@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 import aws_lambda_powertools
 import jmespath
 import typing_extensions
-from lamina.testing import RunningServer, data_directory, deploy, running_server, zip_files
+from lamina.testing import RunningServer, data_directory, deploy, free_port, running_server, wait_for_log, zip_files
 
 KEY, SECRET = "AKIDLAMINATEST", "lamina-url-secret"
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:"
@@ -180,7 +180,7 @@ def test_policy_lifecycle(client: Any, fname: str) -> None:
 # --- serving -------------------------------------------------------------------------------------
 
 
-def test_none_url_needs_the_public_permission(client: Any, fname: str) -> None:
+def test_none_url_needs_the_public_permission(srv: RunningServer, client: Any, fname: str) -> None:
     deploy(client, fname, {"app.py": "def handler(event, context):\n    return 'Hello'\n"})
     url = client.create_function_url_config(FunctionName=fname, AuthType="NONE")["FunctionUrl"]
     status, headers, body = call(url)
@@ -191,7 +191,11 @@ def test_none_url_needs_the_public_permission(client: Any, fname: str) -> None:
     status, headers, body = call(url)
     # a bare value is a JSON 200: the Python str "Hello" is the 7-byte body "Hello" with quotes
     assert (status, body, headers["content-type"]) == (200, b'"Hello"', "application/json")
-    assert len(headers["x-amzn-requestid"]) == 36
+    # the same invoke path as Invoke: the function's log and the metrics count it
+    wait_for_log(srv.endpoint, fname, f"END RequestId: {headers['x-amzn-requestid']}")
+    with urllib.request.urlopen(f"{srv.endpoint}/lamina/v1/metrics", timeout=30) as r:
+        metrics = r.read().decode()
+    assert any(fname in line and "invocations" in line for line in metrics.splitlines())
 
 
 def test_host_form_and_path_form_reach_the_same_url(srv: RunningServer, client: Any, fname: str) -> None:
@@ -360,3 +364,19 @@ def test_powertools_resolver_sees_lambdas_event(client: Any, fname: str) -> None
     assert headers["access-control-max-age"] == "300"
     status, headers, _ = call(url + "upload", method="OPTIONS", headers={**preflight, "Origin": "https://evil.example"})
     assert status == 200 and "access-control-allow-origin" not in headers
+
+
+def test_urls_and_policies_survive_a_restart(data_dir: Path) -> None:
+    env = {"LAMINA_ACCESS_KEY_ID": KEY, "LAMINA_SECRET_ACCESS_KEY": SECRET}
+    port = free_port()
+    with running_server(data_dir, port=port, env=env) as first:
+        c = first.client()
+        deploy(c, "kept", ECHO)
+        url = public_url(c, "kept")
+        policy = c.get_policy(FunctionName="kept")
+    with running_server(data_dir, port=port, env=env) as second:
+        c = second.client()
+        assert c.get_function_url_config(FunctionName="kept")["FunctionUrl"] == url
+        assert c.get_policy(FunctionName="kept")["Policy"] == policy["Policy"]
+        status, _, body = call(url + "again")
+        assert status == 200 and json.loads(body)["rawPath"] == "/again"
