@@ -190,6 +190,8 @@ def _prepare_data_dir(data: Path, sandboxed: bool) -> None:
 async def run(settings: Settings) -> None:
     if not settings.async_time_scale > 0:
         raise SystemExit(f"lamina: LAMINA_ASYNC_TIME_SCALE must be a positive number, not {settings.async_time_scale}")
+    if settings.function_url_style not in ("auto", "host", "path"):
+        raise SystemExit(f"lamina: LAMINA_FUNCTION_URL_STYLE must be auto, host or path, not {settings.function_url_style}")
     memory_budget = settings.memory_budget or host_memory_budget_mb()
     concurrency = settings.max_concurrency or max(1, min(1000, memory_budget // 128))
     settings = replace(settings, memory_budget=memory_budget, max_concurrency=concurrency)

@@ -107,6 +107,15 @@ def up(
             "tag lamina:network overrides it. \\[default: none]",
         ),
     ] = None,
+    function_url_style: Annotated[
+        str | None,
+        typer.Option(
+            "--function-url-style",
+            help="How the API writes FunctionUrl: host (http://<url-id>.lambda-url.<region>.localhost:<port>/), "
+            "path (http://<host>:<port>/lambda-url/<url-id>/) or auto (host where *.localhost resolves here). "
+            "Both forms are always served. \\[default: auto]",
+        ),
+    ] = None,
 ) -> None:
     """Run the Lamina server in the foreground (Ctrl-C stops it).
 
@@ -118,6 +127,8 @@ def up(
         raise CliError(f"--isolation must be auto, sandbox or process, not {isolation!r}")
     if network is not None and network not in ("none", "outbound"):
         raise CliError(f"--network must be none or outbound, not {network!r}")
+    if function_url_style is not None and function_url_style not in ("auto", "host", "path"):
+        raise CliError(f"--function-url-style must be auto, host or path, not {function_url_style!r}")
     settings = _settings(
         host=host,
         port=port,
@@ -127,6 +138,7 @@ def up(
         memory_budget=memory_budget,
         isolation=isolation,
         network=network,
+        function_url_style=function_url_style,
     )
     from lamina import server
 

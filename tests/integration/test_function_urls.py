@@ -380,3 +380,7 @@ def test_urls_and_policies_survive_a_restart(data_dir: Path) -> None:
         assert c.get_policy(FunctionName="kept")["Policy"] == policy["Policy"]
         status, _, body = call(url + "again")
         assert status == 200 and json.loads(body)["rawPath"] == "/again"
+    with running_server(data_dir, port=port, env=env, extra_args=("--function-url-style", "host")) as third:
+        url_id = url.rstrip("/").rsplit("/", 1)[1] if "/lambda-url/" in url else urlsplit(url).hostname.split(".")[0]
+        host_url = f"http://{url_id}.lambda-url.us-east-1.localhost:{port}/"
+        assert third.client().get_function_url_config(FunctionName="kept")["FunctionUrl"] == host_url
