@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,8 @@ _TEXT_TYPES = ("text/", "application/json", "application/javascript", "applicati
                "application/x-www-form-urlencoded", "application/ecmascript", "application/graphql")  # fmt: skip
 _TEXT_SUFFIXES = ("+json", "+xml")
 _PREFLIGHT_MAX_AGE_DEFAULT = 0
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -168,12 +171,19 @@ def map_response(payload: bytes) -> UrlReply:
     if not isinstance(raw_headers, dict) or not isinstance(cookies, list):
         raise MalformedResponse("headers must be an object and cookies a list")
     for name, value in raw_headers.items():
-        headers.append((str(name).lower(), _header_value(value)))
+        headers.append(_header(str(name), _header_value(value)))
     if not any(name == "content-type" for name, _ in headers):
         headers.append(("content-type", "application/json"))
     for cookie in cookies:
-        headers.append(("set-cookie", str(cookie)))
+        headers.append(_header("set-cookie", str(cookie)))
     return UrlReply(status=status, headers=tuple(headers), body=_body(doc.get("body"), doc.get("isBase64Encoded") is True))
+
+
+def _header(name: str, value: str) -> tuple[str, str]:
+    """A header the function set, if HTTP can carry it (no header splitting, latin-1 only)."""
+    if not _TOKEN.fullmatch(name) or not _FIELD_VALUE.fullmatch(value):
+        raise MalformedResponse(f"header {name!r} cannot be sent over HTTP")
+    return name.lower(), value
 
 
 def _header_value(value: Any) -> str:

@@ -100,7 +100,11 @@ def test_an_object_with_status_code_is_an_http_response() -> None:
 
 
 @pytest.mark.parametrize("payload", [b'{"statusCode": "abc"}', b'{"statusCode": 99}', b'{"statusCode": 200, "headers": []}',
-                                     b'{"statusCode": 200, "isBase64Encoded": true, "body": "***"}'])  # fmt: skip
+                                     b'{"statusCode": 200, "isBase64Encoded": true, "body": "***"}',
+                                     b'{"statusCode": 200, "headers": {"x": "a\\r\\nset-cookie: evil=1"}}',
+                                     b'{"statusCode": 200, "headers": {"bad name": "v"}}',
+                                     b'{"statusCode": 200, "headers": {"x": "trailing\\n"}}',
+                                     b'{"statusCode": 200, "cookies": ["\\u2603=1"]}'])  # fmt: skip
 def test_unusable_responses_are_refused(payload: bytes) -> None:
     with pytest.raises(MalformedResponse):
         map_response(payload)
