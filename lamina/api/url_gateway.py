@@ -49,7 +49,7 @@ from lamina.model.urls import FunctionUrlConfig, UrlAuthType
 log = logging.getLogger("lamina.urls")
 PATH_PREFIX = "/lambda-url/"
 _HOST = re.compile(rb"^([a-z0-9]{32})\.lambda-url\.")
-_URL_ID = re.compile(r"^[a-z0-9]{32}$")
+_URL_ID = re.compile(r"[a-z0-9]{32}")
 _FORBIDDEN = b'{"Message":"Forbidden. For troubleshooting Function URL authorization issues, see: https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html"}'
 _JSON = ("content-type", "application/json")
 
@@ -89,7 +89,7 @@ def url_target(scope: Mapping[str, Any]) -> tuple[str, str] | None:
     path: str = scope["path"]
     if path.startswith(PATH_PREFIX):
         url_id, _, rest = path[len(PATH_PREFIX) :].partition("/")
-        return (url_id, "/" + rest) if _URL_ID.match(url_id) else None
+        return (url_id, "/" + rest) if _URL_ID.fullmatch(url_id) else None
     for name, value in scope["headers"]:
         if name == b"host":
             m = _HOST.match(value)
