@@ -17,6 +17,7 @@ NetworkDefault = Literal["none", "outbound"]
 # How sandboxes are launched: "zygote" forks them from a template process (root only), "bwrap"
 # execs bubblewrap for each; "auto" takes the zygote where it can run.
 SandboxLauncher = Literal["auto", "zygote", "bwrap"]
+FunctionUrlStyle = Literal["auto", "host", "path"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,6 +59,14 @@ class Settings:
     # A directory of extra runtime builds, <dir>/<runtime id>/<build>/bin/<interpreter> (e.g. a
     # patched Python beside the host's); "" = only the host's interpreters. See README, Runtimes.
     runtime_builds: str = ""
+    # Lamina's credentials: what AWS_IAM function URLs check SigV4 signatures against (unset:
+    # such URLs refuse every request, saying so).
+    access_key_id: str = ""
+    secret_access_key: str = field(default="", repr=False)
+    # The FunctionUrl the API returns: "host" (http://<url-id>.lambda-url.<region>.localhost:<port>/),
+    # "path" (http://<host>:<port>/lambda-url/<url-id>/), or "auto": host where *.localhost
+    # resolves on this machine, else path. Both forms are always served.
+    function_url_style: FunctionUrlStyle = "auto"
 
     @property
     def endpoint(self) -> str:

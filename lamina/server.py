@@ -33,6 +33,7 @@ import uvicorn
 from lamina.api.app import build_app
 from lamina.api.common import Services
 from lamina.api.http import LambdaHttpProtocol
+from lamina.api.url_gateway import Credentials, UrlAddressing, UrlGateway, localhost_names_resolve
 from lamina.asyncq.dispatcher import Dispatcher
 from lamina.config import Settings
 from lamina.envs.environment import EnvironmentContext
@@ -40,6 +41,8 @@ from lamina.envs.manager import EnvironmentManager
 from lamina.functions.event_configs import EventConfigs
 from lamina.functions.layers import LayerService
 from lamina.functions.runtime_management import RuntimeManagementConfigs
+from lamina.functions.policies import Policies
+from lamina.functions.urls import FunctionUrls
 from lamina.functions.service import FunctionService
 from lamina.functions.sources import SourceFunctions
 from lamina.invoke.concurrency import ConcurrencyLimiter
@@ -65,6 +68,7 @@ from lamina.store.layers import LayerRepo
 from lamina.store.queue import EventQueue
 from lamina.store.snapshots import SourceSnapshots
 from lamina.store.schedules import ScheduleRepo
+from lamina.store.urls import UrlRepo
 
 log = logging.getLogger("lamina")
 SHUTDOWN_GRACE_S = 5
@@ -203,6 +207,8 @@ async def run(settings: Settings) -> None:
         raise SystemExit(f"lamina: LAMINA_ASYNC_TIME_SCALE must be a positive number, not {settings.async_time_scale}")
     if not settings.schedule_time_scale > 0:
         raise SystemExit(f"lamina: LAMINA_SCHEDULE_TIME_SCALE must be a positive number, not {settings.schedule_time_scale}")
+    if settings.function_url_style not in ("auto", "host", "path"):
+        raise SystemExit(f"lamina: LAMINA_FUNCTION_URL_STYLE must be auto, host or path, not {settings.function_url_style}")
     memory_budget = settings.memory_budget or host_memory_budget_mb()
     concurrency = settings.max_concurrency or max(1, min(1000, memory_budget // 128))
     settings = replace(settings, memory_budget=memory_budget, max_concurrency=concurrency)
@@ -273,6 +279,9 @@ async def run(settings: Settings) -> None:
     queue = EventQueue(db)
     event_configs = EventConfigs(functions=functions, repo=repo)
     runtime_configs = RuntimeManagementConfigs(functions=functions, versions=versions)
+    url_repo = UrlRepo(db)
+    function_urls = FunctionUrls(functions=functions, repo=url_repo)
+    policies = Policies(functions=functions, repo=url_repo)
     dispatcher = Dispatcher(
         queue=queue,
         invoker=invoker,
@@ -294,6 +303,8 @@ async def run(settings: Settings) -> None:
         await sources.load()
         await scheduler.load()
         warn_deprecated_runtimes(functions, calendar)
+        await function_urls.load()
+        await policies.load()
         app = build_app(
             Services(
                 functions=functions,
@@ -314,6 +325,20 @@ async def run(settings: Settings) -> None:
                 concurrency_limit=settings.max_concurrency,
                 sources=sources,
                 debug=debug,
+                function_urls=function_urls,
+                policies=policies,
+                url_gateway=UrlGateway(
+                    urls=function_urls,
+                    policies=policies,
+                    invoker=invoker,
+                    addressing=await url_addressing(settings),
+                    credentials=Credentials(
+                        access_key_id=settings.access_key_id,
+                        secret_access_key=settings.secret_access_key,
+                        account_id=settings.account_id,
+                        region=settings.region,
+                    ),
+                ),
             )
         )
         server = _HttpServer(
@@ -400,6 +425,17 @@ def warn_deprecated_runtimes(functions: FunctionService, calendar: RuntimeCalend
                 "%s; invocations keep working): move it to a supported runtime",
                 rec.name, rid, entry.deprecation, entry.block_create, entry.block_update,
             )  # fmt: skip
+
+
+async def url_addressing(settings: Settings) -> UrlAddressing:
+    """How FunctionUrl is written: by host name where *.localhost resolves here (or if asked), else
+    by path; an all-addresses listener is reached at loopback."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(settings.host, settings.host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    style = settings.function_url_style
+    by_host = style == "host" or (style == "auto" and await localhost_names_resolve(settings.region))
+    return UrlAddressing(region=settings.region, host=host, port=settings.port, by_host=by_host)
 
 
 def host_memory_budget_mb() -> int:

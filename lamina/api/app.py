@@ -15,7 +15,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from lamina.api import (
-    admin, concurrency, dev, event_config, functions, invoke, layers, runtime_management, schedules, tags, versions,
+    admin, concurrency, dev, event_config, function_urls, functions, invoke, layers, policy, runtime_management, schedules,
+    tags, versions,
 )  # fmt: skip
 from lamina.api.common import Handler, Services, endpoint
 from lamina.api.errors import error_response
@@ -25,6 +26,7 @@ F = "/2015-03-31/functions"
 EIC = "/2019-09-25/functions/{name}/event-invoke-config"
 LV = "/2018-10-31/layers/{layer}/versions"
 RMC = "/2021-07-20/functions/{name}/runtime-management-config"
+URL = "/2021-10-31/functions/{name}/url"
 
 
 class UnknownOperationException(LambdaError):
@@ -74,6 +76,14 @@ def build_app(services: Services) -> ASGIApp:
         ("DELETE", LV + "/{version}/policy/{sid}", layers.remove_layer_version_permission),
         ("PUT", RMC, runtime_management.put_runtime_management_config),
         ("GET", RMC, runtime_management.get_runtime_management_config),
+        ("POST", URL, function_urls.create_function_url_config),
+        ("GET", URL, function_urls.get_function_url_config),
+        ("PUT", URL, function_urls.update_function_url_config),
+        ("DELETE", URL, function_urls.delete_function_url_config),
+        ("GET", URL + "s", function_urls.list_function_url_configs),
+        ("POST", F + "/{name}/policy", policy.add_permission),
+        ("GET", F + "/{name}/policy", policy.get_policy),
+        ("DELETE", F + "/{name}/policy/{sid}", policy.remove_permission),
         ("GET", "/2017-03-31/tags/{arn}", tags.list_tags),
         ("POST", "/2017-03-31/tags/{arn}", tags.tag_resource),
         ("DELETE", "/2017-03-31/tags/{arn}", tags.untag_resource),

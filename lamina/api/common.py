@@ -14,11 +14,14 @@ from starlette.responses import Response
 
 from lamina.api.auth import AllowAll, Authorizer
 from lamina.api.errors import error_response
+from lamina.api.url_gateway import UrlGateway
 from lamina.asyncq.dispatcher import Dispatcher
 from lamina.envs.manager import EnvironmentManager
 from lamina.functions.event_configs import EventConfigs
 from lamina.functions.layers import LayerService
 from lamina.functions.runtime_management import RuntimeManagementConfigs
+from lamina.functions.policies import Policies
+from lamina.functions.urls import FunctionUrls
 from lamina.functions.service import FunctionService
 from lamina.functions.sources import SourceFunctions
 from lamina.invoke.debug import DebugSessions
@@ -55,6 +58,9 @@ class Services:
     concurrency_limit: int
     sources: SourceFunctions
     debug: DebugSessions
+    function_urls: FunctionUrls
+    policies: Policies
+    url_gateway: UrlGateway
     authorizer: Authorizer = field(default_factory=AllowAll)
 
 

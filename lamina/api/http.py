@@ -27,6 +27,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from lamina.api.invoke import SYNC_LIMIT, InvokeRoute, function_name
+from lamina.api.url_gateway import url_target
 
 
 class _Event:
@@ -95,6 +96,8 @@ class LambdaHttpProtocol(HttpToolsProtocol):
         scope["path"] = self.root_path + path
         scope["raw_path"] = self.root_path.encode("ascii") + raw_path
         scope["query_string"] = url.query or b""
+        if url_target(scope) is not None:
+            return False  # an Invoke-like path on a function URL's host: the function's, not ours
         cycle = _InvokeCycle(name, parser.should_keep_alive())
         self._taken = cycle
         self.cycle = cycle  # type: ignore[assignment]  # uvicorn reads only _InvokeCycle's fields

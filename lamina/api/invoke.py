@@ -27,12 +27,13 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lamina.api.common import Services, empty_response, failure_response, json_response
+from lamina.api.url_gateway import url_target
 from lamina.model.errors import InvalidRequestContentException, RequestEntityTooLargeException
 from lamina.model.events import ASYNC_PAYLOAD_LIMIT
 from lamina.model.ids import FunctionRef, validation_error
-from lamina.model.invocation import InvocationType, InvokeRequest
+from lamina.model.invocation import SYNC_PAYLOAD_LIMIT, InvocationType, InvokeRequest
 
-SYNC_LIMIT = 6_291_456
+SYNC_LIMIT = SYNC_PAYLOAD_LIMIT
 ASYNC_LIMIT = ASYNC_PAYLOAD_LIMIT
 CLIENT_CONTEXT_LIMIT = 3583
 _PREFIX = "/2015-03-31/functions/"
@@ -60,7 +61,8 @@ class _ClientGone(Exception):
 
 
 class InvokeRoute:
-    """ASGI: answers POST /2015-03-31/functions/{name}/invocations; passes anything else to `app`.
+    """ASGI: answers function URL requests (through `Services.url_gateway`) and POST
+    /2015-03-31/functions/{name}/invocations; passes anything else to `app`.
 
     `{name}` matches as Starlette's `{name}` would (one or more characters, no `/`), so every
     other request, wrong methods included, gets the same answer from `app` as before.
@@ -71,6 +73,11 @@ class InvokeRoute:
         self._app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            target = url_target(scope)  # function URLs first: their paths are the function's own
+            if target is not None:
+                await self._services.url_gateway.serve(scope, receive, send, *target)
+                return
         if scope["type"] == "http" and scope["method"] == "POST":
             name = function_name(scope["path"])
             if name is not None:

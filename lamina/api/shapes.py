@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import json
 import re
-from typing import Any
+from typing import Any, TypeVar
 
 from lamina.model.errors import InvalidParameterValueException, InvalidRequestContentException
 from lamina.model.events import DestinationConfig, EventConfigChanges, EventInvokeConfig
@@ -27,8 +28,19 @@ from lamina.model.function import (
 )
 from lamina.model.ids import Arns, validation_error
 from lamina.model.layers import LayerPermissionInput, LayerStatement, LayerVersion, PublishLayerInput
+from lamina.model.urls import (
+    Cors,
+    FunctionUrlConfig,
+    InvokeMode,
+    PermissionInput,
+    Policy,
+    PolicyStatement,
+    UrlAuthType,
+    UrlConfigChanges,
+)
 
 Json = dict[str, Any]
+E = TypeVar("E", bound=enum.Enum)
 _LOG_GROUP = re.compile(r"[\.\-_/#A-Za-z0-9]+")
 
 
@@ -434,3 +446,124 @@ def logging_config(c: FunctionConfig) -> Json:
         out["ApplicationLogLevel"] = app.name
         out["SystemLogLevel"] = system.name
     return out
+
+
+# --- function URLs and policies (spec 2.2, 9) ---------------------------------------------------
+
+_URL_AUTH = {t.value: t for t in UrlAuthType}
+_INVOKE_MODES = {m.value: m for m in InvokeMode}
+
+
+def _enum(body: Json, key: str, member: str, values: dict[str, E]) -> E | None:
+    raw = _str(body, key, member)
+    if raw is None:
+        return None
+    if raw not in values:
+        raise validation_error(raw, member, f"Member must satisfy enum value set: [{', '.join(sorted(values))}]")
+    return values[raw]
+
+
+def _strings(body: Json, key: str, member: str) -> tuple[str, ...] | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise validation_error(str(value), member, "Member must be a list of strings")
+    return tuple(value)
+
+
+def url_config_changes(body: Json) -> UrlConfigChanges:
+    raw = _obj(body, "Cors")
+    cors = None
+    if raw is not None:
+        credentials = raw.get("AllowCredentials")
+        if credentials is not None and not isinstance(credentials, bool):
+            raise validation_error(str(credentials), "cors.allowCredentials", "Member must be a boolean")
+        cors = Cors(
+            allow_credentials=credentials,
+            allow_headers=_strings(raw, "AllowHeaders", "cors.allowHeaders"),
+            allow_methods=_strings(raw, "AllowMethods", "cors.allowMethods"),
+            allow_origins=_strings(raw, "AllowOrigins", "cors.allowOrigins"),
+            expose_headers=_strings(raw, "ExposeHeaders", "cors.exposeHeaders"),
+            max_age=_int(raw, "MaxAge", "cors.maxAge"),
+        )
+    return UrlConfigChanges(
+        auth_type=_enum(body, "AuthType", "authType", _URL_AUTH),
+        cors=cors,
+        invoke_mode=_enum(body, "InvokeMode", "invokeMode", _INVOKE_MODES),
+    )
+
+
+def _cors(c: Cors) -> Json:
+    out: Json = {}
+    for key, value in (("AllowCredentials", c.allow_credentials), ("AllowHeaders", c.allow_headers),
+                       ("AllowMethods", c.allow_methods), ("AllowOrigins", c.allow_origins),
+                       ("ExposeHeaders", c.expose_headers), ("MaxAge", c.max_age)):  # fmt: skip
+        if value is not None:
+            out[key] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def function_url_config(c: FunctionUrlConfig, arns: Arns, url: str, *, created: bool = False) -> Json:
+    """FunctionUrlConfig; Create's answer has no LastModifiedTime (botocore's model)."""
+    out: Json = {
+        "FunctionUrl": url,
+        "FunctionArn": arns.function(c.function_name, c.qualifier),
+        "AuthType": c.auth_type.value,
+        "CreationTime": c.creation_time,
+        "InvokeMode": c.invoke_mode.value,
+    }
+    if not created:
+        out["LastModifiedTime"] = c.last_modified_time
+    if c.cors is not None:
+        out["Cors"] = _cors(c.cors)
+    return out
+
+
+_STATEMENT_ID = re.compile(r"^[a-zA-Z0-9_-]{1,100}$")
+_ACTION = re.compile(r"^(lambda:[*]|lambda:[a-zA-Z]+|[*])$")
+_SOURCE_ACCOUNT = re.compile(r"^\d{12}$")
+_ORG_ID = re.compile(r"^o-[a-z0-9]{10,32}$")
+
+
+def _required(body: Json, key: str, member: str) -> str:
+    value = _str(body, key, member)
+    if value is None:
+        raise validation_error("null", member, "Member must not be null")
+    return value
+
+
+def _matching(value: str | None, pattern: re.Pattern[str], member: str) -> str | None:
+    if value is not None and not pattern.match(value):
+        raise validation_error(value, member, f"Member must satisfy regular expression pattern: {pattern.pattern[1:-1]}")
+    return value
+
+
+def permission_input(body: Json) -> PermissionInput:
+    via_url = body.get("InvokedViaFunctionUrl")
+    if via_url is not None and not isinstance(via_url, bool):
+        raise validation_error(str(via_url), "invokedViaFunctionUrl", "Member must be a boolean")
+    return PermissionInput(
+        statement_id=_matching(_required(body, "StatementId", "statementId"), _STATEMENT_ID, "statementId") or "",
+        action=_matching(_required(body, "Action", "action"), _ACTION, "action") or "",
+        principal=_required(body, "Principal", "principal"),
+        source_arn=_str(body, "SourceArn", "sourceArn"),
+        source_account=_matching(_str(body, "SourceAccount", "sourceAccount"), _SOURCE_ACCOUNT, "sourceAccount"),
+        principal_org_id=_matching(_str(body, "PrincipalOrgID", "principalOrgID"), _ORG_ID, "principalOrgID"),
+        event_source_token=_str(body, "EventSourceToken", "eventSourceToken"),
+        url_auth_type=_enum(body, "FunctionUrlAuthType", "functionUrlAuthType", _URL_AUTH),
+        invoked_via_function_url=via_url,
+        revision_id=_str(body, "RevisionId", "revisionId"),
+    )
+
+
+def policy_statement(s: PolicyStatement) -> Json:
+    """One statement as IAM writes it (AddPermission answers it as a JSON string)."""
+    out: Json = {"Sid": s.sid, "Effect": "Allow", "Principal": s.principal, "Action": s.action, "Resource": s.resource}
+    if s.conditions:
+        out["Condition"] = s.conditions
+    return out
+
+
+def policy_document(p: Policy) -> Json:
+    return {"Version": "2012-10-17", "Id": "default", "Statement": [policy_statement(s) for s in p.statements]}

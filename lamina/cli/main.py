@@ -125,6 +125,15 @@ def up(
             "future date blocks (`lamina runtimes`). \\[default: today, UTC]",
         ),
     ] = None,
+    function_url_style: Annotated[
+        str | None,
+        typer.Option(
+            "--function-url-style",
+            help="How the API writes FunctionUrl: host (http://<url-id>.lambda-url.<region>.localhost:<port>/), "
+            "path (http://<host>:<port>/lambda-url/<url-id>/) or auto (host where *.localhost resolves here). "
+            "Both forms are always served. \\[default: auto]",
+        ),
+    ] = None,
 ) -> None:
     """Run the Lamina server in the foreground (Ctrl-C stops it).
 
@@ -136,6 +145,8 @@ def up(
         raise CliError(f"--isolation must be auto, sandbox or process, not {isolation!r}")
     if network is not None and network not in ("none", "outbound"):
         raise CliError(f"--network must be none or outbound, not {network!r}")
+    if function_url_style is not None and function_url_style not in ("auto", "host", "path"):
+        raise CliError(f"--function-url-style must be auto, host or path, not {function_url_style!r}")
     settings = _settings(
         host=host,
         port=port,
@@ -146,6 +157,7 @@ def up(
         isolation=isolation,
         network=network,
         today=today,
+        function_url_style=function_url_style,
     )
     from lamina import server
 

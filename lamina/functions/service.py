@@ -45,6 +45,7 @@ from lamina.model.function import (
     StateInfo,
     UpdateRuntimeOn,
 )
+from lamina.model.urls import FunctionUrlConfig, Policy
 from lamina.model.ids import ALIAS_NAME, LATEST, VERSION_NUMBER, Arns, FunctionRef, validation_error
 from lamina.runtimes.catalog import RuntimeCatalog
 from lamina.store.code import MAX_UNZIPPED, CodeStore
@@ -97,6 +98,9 @@ class FunctionRecord:
     provisioned: dict[str, ProvisionedConfig] = field(default_factory=dict)
     # Asynchronous settings by qualifier ("$LATEST", a version or an alias); see event_configs.py.
     event_configs: dict[str, EventInvokeConfig] = field(default_factory=dict)
+    # Function URLs and resource-based policies by qualifier (None: unqualified); see urls.py, policies.py.
+    urls: dict[str | None, FunctionUrlConfig] = field(default_factory=dict)
+    policies: dict[str | None, Policy] = field(default_factory=dict)
 
 
 def now_timestamp() -> str:
@@ -512,6 +516,7 @@ class FunctionService:
             await self._repo.delete_version(name, qualifier)
             del rec.versions[qualifier]
             rec.event_configs.pop(qualifier, None)
+            rec.policies.pop(qualifier, None)
             if rec.provisioned.pop(qualifier, None) is not None:
                 await self._repo.delete_provisioned(name, qualifier)
             await self._retirer.retire(name, qualifier)
@@ -588,6 +593,8 @@ class FunctionService:
                 await self._repo.delete_alias(name, alias)
                 del rec.aliases[alias]
                 rec.event_configs.pop(alias, None)
+                rec.urls.pop(alias, None)
+                rec.policies.pop(alias, None)
 
     # --- concurrency ---------------------------------------------------------------------------
 

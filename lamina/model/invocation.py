@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from lamina.model.function import FunctionConfig
 from lamina.model.ids import FunctionRef, RequestId
 
+# Lambda's request and response limit for synchronous invocation (spec 0.14).
+SYNC_PAYLOAD_LIMIT = 6_291_456
+
 
 class InvocationType(enum.Enum):
     REQUEST_RESPONSE = "RequestResponse"

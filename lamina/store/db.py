@@ -91,9 +91,9 @@ _SCHEMA = [
         PRIMARY KEY(name, qualifier)
     );
     """,
-    # Layers (issue #6): one row per layer (its next version number, never reused) and one per
-    # live layer version (a JSON document, see store/layers.py). A deleted version's row goes;
-    # functions that use it keep its content through their own configuration.
+    # version 5: layers (issue #6): one row per layer (its next version number, never reused) and
+    # one per live layer version (a JSON document, see store/layers.py). A deleted version's row
+    # goes; functions that use it keep its content through their own configuration.
     """
     CREATE TABLE layers(
         name TEXT PRIMARY KEY,
@@ -120,6 +120,24 @@ _SCHEMA = [
         fired_until REAL
     );
     CREATE INDEX schedules_function ON schedules(function);
+    """,
+    # version 7: function URLs (one per function or alias; url_id is the URL's host label) and
+    # resource-based policies (AddPermission), one row per statement.
+    """
+    CREATE TABLE function_urls(
+        name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        qualifier TEXT NOT NULL,
+        url_id TEXT NOT NULL UNIQUE,
+        config TEXT NOT NULL,
+        PRIMARY KEY(name, qualifier)
+    );
+    CREATE TABLE policies(
+        name TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        qualifier TEXT NOT NULL,
+        revision_id TEXT NOT NULL,
+        statements TEXT NOT NULL,
+        PRIMARY KEY(name, qualifier)
+    );
     """,
 ]
 

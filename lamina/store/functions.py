@@ -200,11 +200,12 @@ class FunctionRepo:
         await self._db.run(lambda conn: conn.execute("DELETE FROM functions WHERE name=?", (name,)))
 
     async def delete_version(self, name: str, version: str) -> None:
-        """Delete a version and its event invoke config (they go together, as in Lambda)."""
+        """Delete a version, its event invoke config and its policy (they go together, as in Lambda)."""
 
         def q(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM versions WHERE name=? AND version=?", (name, version))
             conn.execute("DELETE FROM event_configs WHERE name=? AND qualifier=?", (name, version))
+            conn.execute("DELETE FROM policies WHERE name=? AND qualifier=?", (name, version))
 
         await self._db.run(q)
 
@@ -217,11 +218,12 @@ class FunctionRepo:
         )
 
     async def delete_alias(self, name: str, alias: str) -> None:
-        """Delete an alias and its event invoke config."""
+        """Delete an alias, its event invoke config, function URL and policy."""
 
         def q(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM aliases WHERE name=? AND alias=?", (name, alias))
-            conn.execute("DELETE FROM event_configs WHERE name=? AND qualifier=?", (name, alias))
+            for table in ("event_configs", "function_urls", "policies"):
+                conn.execute(f"DELETE FROM {table} WHERE name=? AND qualifier=?", (name, alias))
 
         await self._db.run(q)
 
