@@ -159,6 +159,7 @@ class DebugInfo:
     remote_root: str
     source_directory: str | None
     timeout_s: int
+    runtime: str = "python"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -586,7 +587,7 @@ class AdminClient:
         body = self._get(self._fn(name, "debug"), timeout=60.0, method="PUT", body={"Port": port})
         return DebugInfo(host=str(body.get("Host", "127.0.0.1")), port=int(body.get("Port", 0)),
                          remote_root=str(body.get("RemoteRoot", "")), source_directory=body.get("SourceDirectory"),
-                         timeout_s=int(body.get("TimeoutSeconds", 0)))  # fmt: skip
+                         timeout_s=int(body.get("TimeoutSeconds", 0)), runtime=str(body.get("Runtime", "python")))  # fmt: skip
 
     def stop_debug(self, name: str) -> None:
         self._get(self._fn(name, "debug"), timeout=30.0, method="DELETE")

@@ -346,7 +346,7 @@ def invoke(
     qualifier: Annotated[str | None, typer.Option("--qualifier", "-q", help="Version or alias.")] = None,
     debug: Annotated[
         bool,
-        typer.Option("--debug", help="Run the handler under debugpy: print the port and a VS Code launch.json, "
+        typer.Option("--debug", help="Run the handler under debugpy (Python) or the Node inspector: print the port and a VS Code launch.json, "
                      "wait for the debugger to attach; the function timeout is suspended."),
     ] = False,
     debug_port: Annotated[int, typer.Option("--debug-port", help="Port the debugger listens on (0: any free one).")] = 0,
@@ -493,11 +493,12 @@ def _print_debug(info: DebugInfo, local_root: Path | None) -> None:
 
     local = str(local_root.resolve()) if local_root is not None else info.source_directory or str(Path.cwd())
     err = _stderr()
-    err.print(Text.assemble(("debugger ", "bold"), f"listening on {info.host}:{info.port} (debugpy). The handler waits "
+    tool = "the Node inspector" if info.runtime.startswith("nodejs") else "debugpy"
+    err.print(Text.assemble(("debugger ", "bold"), f"listening on {info.host}:{info.port} ({tool}). The handler waits "
                             f"for it to attach; the function timeout is suspended ({info.timeout_s // 3600} h). The "
                             "environment runs as a plain process (no sandbox) so the port is reachable."))  # fmt: skip
     err.print(Text("VS Code launch.json configuration:", style="dim"))
-    print(launch_config(info.host, info.port, local, info.remote_root), file=sys.stderr, flush=True)
+    print(launch_config(info.host, info.port, local, info.remote_root, info.runtime), file=sys.stderr, flush=True)
 
 
 # --- dev ------------------------------------------------------------------------------------

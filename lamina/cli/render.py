@@ -234,8 +234,23 @@ def tune_verdict(report: TuneReport) -> Text:
     )  # fmt: skip
 
 
-def launch_config(host: str, port: int, local_root: str, remote_root: str) -> str:
-    """A VS Code launch.json attach configuration for a debug session (issue #7)."""
+def launch_config(host: str, port: int, local_root: str, remote_root: str, runtime: str = "python") -> str:
+    """A VS Code launch.json attach configuration for a debug session (issue #7): debugpy for
+    Python, the Node inspector (VS Code's "node" type) for Node.js."""
+    if runtime.startswith("nodejs"):
+        return json.dumps(
+            {
+                "name": "Attach to Lamina",
+                "type": "node",
+                "request": "attach",
+                "address": host,
+                "port": port,
+                "localRoot": local_root,
+                "remoteRoot": remote_root,
+                "skipFiles": ["<node_internals>/**", f"{remote_root}/../runtime/**"],
+            },
+            indent=2,
+        )
     return json.dumps(
         {
             "name": "Attach to Lamina",

@@ -9,10 +9,10 @@ that differ from ordinary ones in three ways, all decided here and applied by en
 - The runtime starts the debugger: for Python, debugpy listens on `DebugSetup.port` and the
   handler waits for a client before it runs (bootstraps/python/bootstrap.py, "debug mode");
   debugpy is imported from a directory that holds only it (`debugpy_dir`), put on sys.path in
-  debug mode only. For Node (`nodejs*`) the hook is `--inspect` through NODE_OPTIONS plus
-  `_LAMINA_DEBUG_PORT`, for the Node runtime client to call `inspector.waitForDebugger()` before
-  the handler (as the Python one waits): not `--inspect-brk`, which would stop the runtime client
-  itself during init and trip the init timeout. To be wired and tested once Node is on main.
+  debug mode only. For Node (`nodejs*`) it is `--inspect` through NODE_OPTIONS plus
+  `_LAMINA_DEBUG_PORT`, for which the Node runtime client calls `inspector.waitForDebugger()`
+  before the first handler runs (as the Python one waits): not `--inspect-brk`, which would stop
+  the runtime client itself during init and trip the init timeout.
 - The function timeout does not run while the debugger may hold the handler: a debug
   invocation's deadline is DEBUG_TIMEOUT_S away.
 """

@@ -44,10 +44,9 @@ class DebugSessions:
         config = rec.runnable
         if config is None:
             raise ResourceConflictException(f"The function {name} is not Active yet; debug it once it is.")
-        if not config.runtime.startswith("python"):
-            # Node's hook is in envs/debugging.py (--inspect-brk); it waits for the Node runtime.
+        if not debugging.supported(config.runtime):
             raise InvalidParameterValueException(
-                f"Lamina can debug Python functions; {name} runs {config.runtime}, which has no debugger support here yet."
+                f"Lamina can debug Python and Node.js functions; {name} runs {config.runtime}, which has no debugger support."
             )
         current = self._manager.debug_setup(name)
         if current is None or current.port != port:

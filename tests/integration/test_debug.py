@@ -92,3 +92,95 @@ def test_debug_refuses_an_unknown_function_and_a_taken_port(server: RunningServe
             _admin(server, "PUT", f"/lamina/v1/functions/{fname}/debug", {"Port": taken.getsockname()[1]})
     assert conflict.value.code == 409
     assert "is in use" in json.loads(conflict.value.read())["message"]
+
+
+NODE_HANDLER = """export const handler = async (event) => {
+  const answer = event.x * 2;
+  return { answer };
+};
+"""
+NODE_BREAK_LINE = 3  # 1-based, as an editor shows it
+
+
+class _Inspector:
+    """A minimal Chrome DevTools Protocol client: what VS Code's Node debugger speaks."""
+
+    def __init__(self, url: str) -> None:
+        from websockets.sync.client import connect
+
+        self._ws = connect(url, open_timeout=30, max_size=None)
+        self._next = 0
+        self._events: list[dict[str, Any]] = []
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self._next += 1
+        ident = self._next
+        self._ws.send(json.dumps({"id": ident, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self._ws.recv(timeout=60))
+            if msg.get("id") == ident:
+                assert "error" not in msg, msg
+                return dict(msg.get("result", {}))
+            self._events.append(msg)
+
+    def event(self, method: str) -> dict[str, Any]:
+        for i, msg in enumerate(self._events):
+            if msg.get("method") == method:
+                return dict(self._events.pop(i)["params"])
+        while True:
+            msg = json.loads(self._ws.recv(timeout=60))
+            if msg.get("method") == method:
+                return dict(msg["params"])
+
+    def close(self) -> None:
+        self._ws.close()
+
+
+def _inspector_url(port: int, deadline_s: float = 30.0) -> str:
+    """The inspector's WebSocket address (its /json/list), once node listens."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as resp:
+                targets = json.loads(resp.read())
+            return str(targets[0]["webSocketDebuggerUrl"])
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)  # node's inspector has no readiness signal but its port
+
+
+@pytest.mark.timeout(120)
+def test_node_inspector_breakpoint_evaluate_resume(server: RunningServer, fname: str) -> None:
+    deploy(server.client(), fname, {"app.mjs": NODE_HANDLER}, runtime="nodejs20.x", handler="app.handler", Timeout=1)
+    session = _admin(server, "PUT", f"/lamina/v1/functions/{fname}/debug", {"Port": 0})
+    assert session["Runtime"] == "nodejs20.x" and session["Port"] > 0
+
+    client = server.client(read_timeout=90)
+    results: list[dict[str, Any]] = []
+    invoking = threading.Thread(target=lambda: results.append(client.invoke(FunctionName=fname, Payload=b'{"x": 21}')))
+    invoking.start()
+    inspector = _Inspector(_inspector_url(session["Port"]))
+    try:
+        inspector.call("Debugger.enable")
+        inspector.call("Runtime.enable")
+        placed = inspector.call("Debugger.setBreakpointByUrl", lineNumber=NODE_BREAK_LINE - 1, urlRegex=r".*/app\.mjs$")
+        assert placed["breakpointId"]
+        inspector.call("Runtime.runIfWaitingForDebugger")  # what an attaching debugger sends
+        paused = inspector.event("Debugger.paused")
+        paused_at = time.monotonic()
+        frame = paused["callFrames"][0]
+        assert (frame["functionName"], frame["location"]["lineNumber"]) == ("handler", NODE_BREAK_LINE - 1), frame
+        value = inspector.call("Debugger.evaluateOnCallFrame", callFrameId=frame["callFrameId"], expression="answer")
+        assert value["result"]["value"] == 42
+        time.sleep(1.5)  # paused for longer than the 1 s function timeout
+        assert not results, "the invoke answered while the handler was paused"
+        inspector.call("Debugger.resume")
+        invoking.join(60)
+        paused_s = time.monotonic() - paused_at
+    finally:
+        inspector.close()
+        _admin(server, "DELETE", f"/lamina/v1/functions/{fname}/debug")
+    assert len(results) == 1 and "FunctionError" not in results[0], results
+    assert json.loads(results[0]["Payload"].read()) == {"answer": 42}
+    assert paused_s > 1.0

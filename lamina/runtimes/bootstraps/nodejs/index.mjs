@@ -12,6 +12,13 @@ import { installGlobal, isStreaming } from './streaming.mjs';
 
 const env = process.env;
 const logError = patchConsole(env);
+// Debug mode (`lamina invoke --debug`): node runs with --inspect (NODE_OPTIONS) and the first
+// invocation waits for a debugger to attach (Runtime.runIfWaitingForDebugger) before the handler
+// runs, as the Python client does; not --inspect-brk, which would stop this client during init.
+const debugging = Boolean(env._LAMINA_DEBUG_PORT);
+delete env._LAMINA_DEBUG_PORT;
+if (debugging) delete env.NODE_OPTIONS; // processes the function starts must not open the same port
+let waitForDebugger = debugging;
 const api = new RuntimeApi(env.AWS_LAMBDA_RUNTIME_API);
 
 // Until the first invocation an uncaught error fails init; after, the invocation in flight.
@@ -59,6 +66,11 @@ if (handler !== undefined) {
     } catch (err) {
       current.callback(err);
       return;
+    }
+    if (waitForDebugger) {
+      waitForDebugger = false;
+      const inspector = await import('node:inspector');
+      if (inspector.url()) inspector.waitForDebugger();
     }
     if (streaming) current.runStreaming(handler, event);
     else current.run(handler, event);

@@ -986,6 +986,10 @@ def main():
     _context_statics()
     _setup_sys_path(env)
 
+    if env.get("_LAMINA_DEBUG_PORT"):
+        # A debug environment runs the source directory itself: write no __pycache__ into it (a
+        # .pyc of a file saved again within the same second, at the same size, passes as current).
+        sys.dont_write_bytecode = True
     handler = error = None
     try:
         handler = _debug_mode(env, _load_handler(env.get("_HANDLER", "")))
