@@ -58,6 +58,9 @@ class Settings:
     # A directory of extra runtime builds, <dir>/<runtime id>/<build>/bin/<interpreter> (e.g. a
     # patched Python beside the host's); "" = only the host's interpreters. See README, Runtimes.
     runtime_builds: str = ""
+    # Strict mode (`lamina up --strict`): CreateFunction and UpdateFunctionConfiguration refuse a
+    # property Lamina ignores (lamina/model/parity.py) instead of accepting it without effect.
+    strict: bool = False
 
     @property
     def endpoint(self) -> str:

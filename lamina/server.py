@@ -314,6 +314,7 @@ async def run(settings: Settings) -> None:
                 concurrency_limit=settings.max_concurrency,
                 sources=sources,
                 debug=debug,
+                strict=settings.strict,
             )
         )
         server = _HttpServer(

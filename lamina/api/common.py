@@ -55,6 +55,7 @@ class Services:
     concurrency_limit: int
     sources: SourceFunctions
     debug: DebugSessions
+    strict: bool = False  # refuse properties Lamina ignores (Settings.strict)
     authorizer: Authorizer = field(default_factory=AllowAll)
 
 

@@ -63,6 +63,8 @@ class DeploySpec:
     environment: Mapping[str, str] | None = None
     description: str | None = None
     layers: tuple[str, ...] | None = None  # layer version ARNs, in order
+    # Further CreateFunction members in the API's own shape (a template's TracingConfig, VpcConfig...).
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -258,6 +260,21 @@ def zip_directory(root: Path, *, progress: Callable[[int], None] | None = None) 
     return buf.getvalue()
 
 
+def zip_text(name: str, text: str) -> bytes:
+    """A deterministic deployment zip of one file (a template's inline code)."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+        info.create_system = 3
+        info.external_attr = (0o100644) << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        zf.writestr(info, text)
+    return buf.getvalue()
+
+
 # --- Lambda API -----------------------------------------------------------------------------
 
 
@@ -445,6 +462,41 @@ class LambdaClient:
             resp = self._client.publish_layer_version(**params)
         return _layer_summary(spec.name, resp, resp.get("Content", {}))
 
+    def latest_layer_sha256(self, name: str) -> tuple[str, str] | None:
+        """(version ARN, CodeSha256) of the layer's newest version, or None when it has none."""
+        with self._translated():
+            versions = self._client.list_layer_versions(LayerName=name).get("LayerVersions", [])
+            if not versions:
+                return None
+            arn = str(max(versions, key=lambda v: int(v["Version"]))["LayerVersionArn"])
+            return arn, str(self._client.get_layer_version_by_arn(Arn=arn)["Content"]["CodeSha256"])
+
+    def function_document(self, name: str) -> dict[str, Any]:
+        """GetFunction's whole answer (Configuration, Tags, Concurrency)."""
+        with self._translated():
+            return dict(self._client.get_function(FunctionName=name))
+
+    def tag(self, arn: str, tags: Mapping[str, str]) -> None:
+        with self._translated():
+            self._client.tag_resource(Resource=arn, Tags=dict(tags))
+
+    def put_concurrency(self, name: str, reserved: int) -> None:
+        with self._translated():
+            self._client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=reserved)
+
+    def put_url_config(self, name: str, config: Mapping[str, Any]) -> str:
+        """Create the function URL, or update it to `config` (AuthType, Cors, InvokeMode); its URL."""
+        from botocore.exceptions import ClientError
+
+        with self._translated():
+            try:
+                self._client.get_function_url_config(FunctionName=name)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                    raise
+                return str(self._client.create_function_url_config(FunctionName=name, **config)["FunctionUrl"])
+            return str(self._client.update_function_url_config(FunctionName=name, **config)["FunctionUrl"])
+
     def list_layers(self) -> tuple[LayerSummary, ...]:
         """Every layer with its newest version, following ListLayers' Marker through all pages."""
         with self._translated():
@@ -468,6 +520,7 @@ def _optional_configuration(spec: DeploySpec) -> dict[str, Any]:
         params["Description"] = spec.description
     if spec.layers is not None:
         params["Layers"] = list(spec.layers)
+    params.update(spec.extra)
     return params
 
 
