@@ -2,9 +2,9 @@
 against the parity table of lamina/model/parity.py, and the report lines deploys print.
 
 A property counts as configured when GetFunction reports it with a value other than Lambda's
-default (Architectures [x86_64] on an x86_64 host, TracingConfig PassThrough, no DeadLetterConfig
-...). VpcConfig and the other ignored members are not stored by the server, so GetFunction never
-shows them; the deploy report (from the request) is where they appear.
+default (TracingConfig PassThrough, 512 MB of EphemeralStorage, no DeadLetterConfig...). Of the
+ignored members the server keeps VpcConfig and KMSKeyArn (so GetFunction shows them); the others
+(FileSystemConfigs, SnapStart...) appear in the deploy report, made from the request.
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ def rows(document: Mapping[str, Any]) -> tuple[ParityRow, ...]:
         entry = by_api_field(key) or lookup(key)
         if entry is None:
             continue  # SnapStart Off and other members Lambda always reports
-        out.append(ParityRow(property=key, value=_short(value), support=_support(key, value, entry.support), note=entry.note))
+        support = _support(key, value, entry.support)
+        note = "the host's own architecture" if key == "Architectures" and support is Support.EXACT else entry.note
+        out.append(ParityRow(property=key, value=_short(value), support=support, note=note))
     if "Tags" in document:
         tags = lookup("Tags")
         assert tags is not None

@@ -154,6 +154,7 @@ def test_template_deploys_functions_layer_schedule_and_url_then_redeploys_idempo
     }
     config = lambda_client.get_function_configuration(FunctionName=api)
     assert (config["MemorySize"], config["Timeout"]) == (192, 10)
+    assert config["VpcConfig"]["SubnetIds"] == ["subnet-0123"]  # kept (without effect), not dropped
     [layer_ref] = config["Layers"]
     assert layer_ref["Arn"].endswith(f":layer:{layer}:1")
     assert lambda_client.get_function_configuration(FunctionName=helper)["Role"] == "arn:aws:iam::000000000000:role/helper"
@@ -200,6 +201,7 @@ def test_parity_reports_each_configured_property(server: RunningServer, lambda_c
         Code={"ZipFile": zip_files({"index.py": "def handler(e, c):\n    return 1\n"})},
         MemorySize=256, Architectures=[other_arch], TracingConfig={"Mode": "Active"},
         KMSKeyArn="arn:aws:kms:us-east-1:000000000000:key/k", Environment={"Variables": {"MODE": "1"}},
+        VpcConfig={"SubnetIds": ["subnet-1"], "SecurityGroupIds": ["sg-1"]},
     )  # fmt: skip
     lambda_client.get_waiter("function_active_v2").wait(FunctionName=fname, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
     lambda_client.put_function_concurrency(FunctionName=fname, ReservedConcurrentExecutions=2)
@@ -212,6 +214,8 @@ def test_parity_reports_each_configured_property(server: RunningServer, lambda_c
     assert "approximate" in rows["TracingConfig"] and "trace id headers" in rows["TracingConfig"]
     assert "ignored" in rows["KMSKeyArn"] and "stored unencrypted" in rows["KMSKeyArn"]
     assert "exact" in rows["ReservedConcurrentExecutions"]
+    # Kept and returned, as Lambda does, so parity can name it.
+    assert "ignored" in rows["VpcConfig"] and "there is no VPC here" in rows["VpcConfig"]
     assert "exact" in rows["Timeout"]
     # Lambda's defaults are not something the user configured.
     assert not {"EphemeralStorage", "SnapStart", "LoggingConfig", "PackageType"} & set(rows)
@@ -245,4 +249,5 @@ def test_strict_server_refuses_ignored_properties(data_dir: Path, fname: str) ->
         with pytest.raises(ClientError, match="Lamina does not emulate KMSKeyArn"):
             client.update_function_configuration(FunctionName=fname, KMSKeyArn="arn:aws:kms:us-east-1:000000000000:key/k")
         client.update_function_configuration(FunctionName=fname, MemorySize=256)
-        assert client.get_function_configuration(FunctionName=fname)["MemorySize"] == 256
+        config = client.get_function_configuration(FunctionName=fname)
+        assert config["MemorySize"] == 256 and "VpcConfig" not in config
