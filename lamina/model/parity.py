@@ -33,6 +33,7 @@ def _p(name: str, support: Support, note: str, api_field: str | None = None) -> 
 
 
 _E, _A, _I = Support.EXACT, Support.APPROXIMATE, Support.IGNORED
+_TRACING = "trace id headers (_X_AMZN_TRACE_ID) only; no X-Ray segments are sent"
 
 # Every property of AWS::Serverless::Function and AWS::Lambda::Function.
 FUNCTION_PROPERTIES: Mapping[str, PropertyParity] = {
@@ -51,7 +52,8 @@ FUNCTION_PROPERTIES: Mapping[str, PropertyParity] = {
         _p("Environment", _E, "variables, with Lambda's reserved names refused", "Environment"),
         _p("Layers", _E, "merged into /opt in order", "Layers"),
         _p("EphemeralStorage", _E, "the size of the environment's private /tmp", "EphemeralStorage"),
-        _p("LoggingConfig", _E, "Text/JSON formats and levels; LogGroup names Lamina's log store", "LoggingConfig"),
+        _p("LoggingConfig", _A, "Text/JSON formats and levels as Lambda applies them; a custom LogGroup is only "
+           "told to the function (AWS_LAMBDA_LOG_GROUP_NAME): `lamina logs NAME` reads by function", "LoggingConfig"),  # fmt: skip
         _p("Tags", _E, "stored; TagResource/ListTags", "Tags"),
         _p("ReservedConcurrentExecutions", _E, "PutFunctionConcurrency: reserved and capped"),
         _p("ProvisionedConcurrencyConfig", _E, "environments started ahead on the alias"),
@@ -60,8 +62,8 @@ FUNCTION_PROPERTIES: Mapping[str, PropertyParity] = {
         _p("RuntimeManagementConfig", _E, "Auto, FunctionUpdate and Manual runtime versions"),
         _p("Role", _A, "recorded and validated as an ARN; functions get no IAM credentials", "Role"),
         _p("Architectures", _A, "recorded; code runs on the host's architecture", "Architectures"),
-        _p("Tracing", _A, "trace id headers (_X_AMZN_TRACE_ID) only; no X-Ray segments are sent", "TracingConfig"),
-        _p("TracingConfig", _A, "trace id headers (_X_AMZN_TRACE_ID) only; no X-Ray segments are sent", "TracingConfig"),
+        _p("Tracing", _A, _TRACING, "TracingConfig"),
+        _p("TracingConfig", _A, _TRACING, "TracingConfig"),
         _p("DeadLetterQueue", _I, "SAM's targets are SQS/SNS, which Lamina does not have"),
         _p("DeadLetterConfig", _A, "Lamina function ARNs as targets; SQS/SNS refused", "DeadLetterConfig"),
         _p("PackageType", _A, "Zip only; Image is refused", "PackageType"),
