@@ -484,18 +484,43 @@ class LambdaClient:
         with self._translated():
             self._client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=reserved)
 
-    def put_url_config(self, name: str, config: Mapping[str, Any]) -> str:
-        """Create the function URL, or update it to `config` (AuthType, Cors, InvokeMode); its URL."""
+    def put_url_config(self, name: str, config: Mapping[str, Any], *, qualifier: str | None = None) -> str:
+        """Create the function URL (of an alias with `qualifier`), or update it to `config`
+        (AuthType, Cors, InvokeMode); its URL."""
+        from botocore.exceptions import ClientError
+
+        target: dict[str, Any] = {"FunctionName": name, **({"Qualifier": qualifier} if qualifier else {})}
+        with self._translated():
+            try:
+                self._client.get_function_url_config(**target)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                    raise
+                return str(self._client.create_function_url_config(**target, **config)["FunctionUrl"])
+            return str(self._client.update_function_url_config(**target, **config)["FunctionUrl"])
+
+    def point_alias(self, name: str, alias: str, version: str) -> str:
+        """Create `alias` on `version`, or move it there; "created", "updated" or "unchanged"."""
         from botocore.exceptions import ClientError
 
         with self._translated():
             try:
-                self._client.get_function_url_config(FunctionName=name)
+                current = self._client.get_alias(FunctionName=name, Name=alias)
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
                     raise
-                return str(self._client.create_function_url_config(FunctionName=name, **config)["FunctionUrl"])
-            return str(self._client.update_function_url_config(FunctionName=name, **config)["FunctionUrl"])
+                self._client.create_alias(FunctionName=name, Name=alias, FunctionVersion=version)
+                return "created"
+            if current["FunctionVersion"] == version:
+                return "unchanged"
+            self._client.update_alias(FunctionName=name, Name=alias, FunctionVersion=version)
+            return "updated"
+
+    def put_provisioned(self, name: str, qualifier: str, count: int) -> None:
+        with self._translated():
+            self._client.put_provisioned_concurrency_config(
+                FunctionName=name, Qualifier=qualifier, ProvisionedConcurrentExecutions=count
+            )
 
     def list_layers(self) -> tuple[LayerSummary, ...]:
         """Every layer with its newest version, following ListLayers' Marker through all pages."""

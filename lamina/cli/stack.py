@@ -104,17 +104,33 @@ def _function(t: Template, r: Resource, props: Mapping[str, Any], target: Target
     outcomes = [Outcome(logical_id=r.logical_id, kind="function", name=r.name, action=action, detail=arn)]
     if props.get("Tags"):
         target.client.tag(arn, {str(k): str(v) for k, v in props["Tags"].items()})
+    alias = _opt_str(props.get("AutoPublishAlias"))
+    if alias is not None:
+        # PublishVersion answers the newest version when nothing changed (spec 2.3): no new one.
+        version = target.client.publish_version(r.name, "")
+        moved = target.client.point_alias(r.name, alias, version)
+        outcomes.append(Outcome(logical_id=r.logical_id, kind="alias", name=f"{r.name}:{alias}", action=moved,
+                                detail=f"version {version}"))  # fmt: skip
+    provisioned = props.get("ProvisionedConcurrencyConfig")
+    if provisioned is not None:
+        if alias is None:
+            raise TemplateError(f"{r.logical_id}.ProvisionedConcurrencyConfig: needs AutoPublishAlias (as in SAM)")
+        count = _opt_int(r, provisioned, "ProvisionedConcurrentExecutions") or 0
+        target.client.put_provisioned(r.name, alias, count)
+        outcomes.append(Outcome(logical_id=r.logical_id, kind="provisioned", name=f"{r.name}:{alias}", action="set",
+                                detail=str(count)))  # fmt: skip
     if "ReservedConcurrentExecutions" in props:
         reserved = _opt_int(r, props, "ReservedConcurrentExecutions") or 0
         target.client.put_concurrency(r.name, reserved)
         outcomes.append(Outcome(logical_id=r.logical_id, kind="concurrency", name=r.name, action="set", detail=str(reserved)))
     if "FunctionUrlConfig" in props:
         progress(f"function URL of {r.name}")
-        url = target.client.put_url_config(r.name, _url_config(r, props["FunctionUrlConfig"]))
+        # With AutoPublishAlias, SAM gives the URL (and the events) to the alias.
+        url = target.client.put_url_config(r.name, _url_config(r, props["FunctionUrlConfig"]), qualifier=alias)
         outcomes.append(Outcome(logical_id=r.logical_id, kind="url", name=r.name, action="set", detail=url))
     for event_id, event in (props.get("Events") or {}).items():
         if (event or {}).get("Type") == "Schedule":
-            outcomes.append(_schedule(r, event_id, event.get("Properties") or {}, target))
+            outcomes.append(_schedule(r, event_id, event.get("Properties") or {}, target, alias))
     return outcomes
 
 
@@ -193,7 +209,7 @@ def _url_config(r: Resource, config: Any) -> dict[str, Any]:
     return {k: config[k] for k in ("AuthType", "Cors", "InvokeMode") if k in config}
 
 
-def _schedule(r: Resource, event_id: str, props: Mapping[str, Any], target: Target) -> Outcome:
+def _schedule(r: Resource, event_id: str, props: Mapping[str, Any], target: Target, alias: str | None) -> Outcome:
     expression = props.get("Schedule")
     if not isinstance(expression, str):
         raise TemplateError(f"{r.logical_id}.Events.{event_id}.Schedule: a rate() or cron() expression is required")
@@ -201,14 +217,15 @@ def _schedule(r: Resource, event_id: str, props: Mapping[str, Any], target: Targ
     raw_input = props.get("Input")
     input_json = raw_input if raw_input is None or isinstance(raw_input, str) else json.dumps(raw_input)
     enabled = bool(props.get("Enabled", True)) and str(props.get("State", "ENABLED")).upper() != "DISABLED"
+    arn = f"arn:aws:lambda:{target.region}:{target.account_id}:function:{r.name}" + (f":{alias}" if alias else "")
     state = "ENABLED" if enabled else "DISABLED"
     existing = {s.name: s for s in target.admin.schedules()}.get(name)
     if existing is not None:
-        same = (existing.expression, existing.input, existing.state, existing.function_arn.rsplit(":", 1)[-1])
-        if same == (expression, input_json, state, r.name):
+        same = (existing.expression, existing.input, existing.state, existing.function_arn)
+        if same == (expression, input_json, state, arn):
             return Outcome(logical_id=r.logical_id, kind="schedule", name=name, action="unchanged", detail=expression)
         target.admin.remove_schedule(name)
-    target.admin.add_schedule(name=name, expression=expression, function=r.name, qualifier=None,
+    target.admin.add_schedule(name=name, expression=expression, function=r.name, qualifier=alias,
                               input_json=input_json, enabled=enabled)  # fmt: skip
     action = "created" if existing is None else "updated"
     return Outcome(logical_id=r.logical_id, kind="schedule", name=name, action=action, detail=expression)

@@ -29,6 +29,7 @@ APPLIED = frozenset({
     "Environment", "Layers", "EphemeralStorage", "LoggingConfig", "Tags", "Role", "Architectures", "Tracing",
     "TracingConfig", "DeadLetterConfig", "PackageType", "ReservedConcurrentExecutions", "Events", "FunctionUrlConfig",
     "VpcConfig", "KmsKeyArn", "FileSystemConfigs", "CodeSigningConfigArn", "SnapStart", "ImageConfig",
+    "AutoPublishAlias", "ProvisionedConcurrencyConfig",
 })  # fmt: skip
 
 

@@ -63,6 +63,9 @@ Resources:
       VpcConfig:
         SubnetIds: [subnet-0123]
         SecurityGroupIds: [sg-0123]
+      AutoPublishAlias: live
+      ProvisionedConcurrencyConfig:
+        ProvisionedConcurrentExecutions: 1
       FunctionUrlConfig:
         AuthType: NONE
         InvokeMode: BUFFERED
@@ -142,7 +145,8 @@ def test_template_deploys_functions_layer_schedule_and_url_then_redeploys_idempo
     # The report names the unemulated property, per resource.
     assert "Api  VpcConfig  ignored: there is no VPC here" in first.stderr, first.stderr
 
-    answer = lambda_client.invoke(FunctionName=api, Payload=b"{}")
+    assert f"alias {api}:live created  version 1" in first.stdout
+    answer = lambda_client.invoke(FunctionName=api, Qualifier="live", Payload=b"{}")
     assert "FunctionError" not in answer, answer["Payload"].read()
     helper_arn = f"arn:aws:lambda:us-east-1:000000000000:function:{helper}"
     assert json.loads(answer["Payload"].read()) == {
@@ -163,8 +167,11 @@ def test_template_deploys_functions_layer_schedule_and_url_then_redeploys_idempo
     [schedule] = schedules(server.endpoint, api)
     assert (schedule["Name"], schedule["ScheduleExpression"], schedule["State"]) == (f"{api}-Nightly", "rate(1 day)", "ENABLED")
     assert schedule["Input"] == '{"from": "schedule"}'
+    assert schedule["FunctionArn"].endswith(f":function:{api}:live")  # SAM's events target the alias
+    provisioned = lambda_client.get_provisioned_concurrency_config(FunctionName=api, Qualifier="live")
+    assert provisioned["RequestedProvisionedConcurrentExecutions"] == 1
 
-    url = lambda_client.get_function_url_config(FunctionName=api)
+    url = lambda_client.get_function_url_config(FunctionName=api, Qualifier="live")
     assert (url["AuthType"], url["InvokeMode"]) == ("NONE", "BUFFERED")
 
     # Again, unchanged: nothing is published or re-created, the code stays.
@@ -172,6 +179,7 @@ def test_template_deploys_functions_layer_schedule_and_url_then_redeploys_idempo
     second = ok(lamina_cli(server.endpoint, *args))
     assert f"layer {layer} unchanged" in second.stdout and f"function {api} unchanged" in second.stdout
     assert f"schedule {api}-Nightly unchanged" in second.stdout
+    assert f"alias {api}:live unchanged  version 1" in second.stdout
     assert [v["Version"] for v in lambda_client.list_layer_versions(LayerName=layer)["LayerVersions"]] == [1]
     assert lambda_client.get_function_configuration(FunctionName=api)["CodeSha256"] == sha
     assert len(schedules(server.endpoint, api)) == 1
@@ -181,6 +189,7 @@ def test_template_deploys_functions_layer_schedule_and_url_then_redeploys_idempo
     config = lambda_client.get_function_configuration(FunctionName=api)
     assert config["MemorySize"] == 256 and config["Environment"]["Variables"]["GREETING"] == "hola"
     assert config["CodeSha256"] == sha
+    assert lambda_client.get_alias(FunctionName=api, Name="live")["FunctionVersion"] == "2"
 
 
 def test_template_errors_name_the_resource_and_property(server: RunningServer, tmp_path: Path) -> None:

@@ -121,12 +121,12 @@ def test_a_cycle_is_refused(tmp_path: Path) -> None:
 
 def test_report_lists_what_is_not_exact() -> None:
     r = tmpl.Resource(logical_id="F", kind=tmpl.SERVERLESS_FUNCTION, name="F", properties={
-        "Handler": "a.b", "VpcConfig": {"SubnetIds": ["s"]}, "Tracing": "Active", "AutoPublishAlias": "live",
+        "Handler": "a.b", "VpcConfig": {"SubnetIds": ["s"]}, "Tracing": "Active", "DeploymentPreference": {"Type": "AllAtOnce"}, "AutoPublishAlias": "live",
         "Bogus": 1, "Events": {"Tick": {"Type": "Schedule", "Properties": {"Schedule": "rate(1 day)", "RetryPolicy": {}}},
                                "Q": {"Type": "SQS", "Properties": {}}},
     })  # fmt: skip
     got = {(line.property, line.support.value) for line in tmpl.report(r)}
     assert got == {
-        ("VpcConfig", "ignored"), ("Tracing", "approximate"), ("AutoPublishAlias", "ignored"), ("Bogus", "ignored"),
+        ("VpcConfig", "ignored"), ("Tracing", "approximate"), ("DeploymentPreference", "ignored"), ("Bogus", "ignored"),
         ("Events.Tick.RetryPolicy", "ignored"), ("Events.Q", "ignored"),
     }  # fmt: skip
