@@ -9,7 +9,7 @@ want. Layers the same, from LayerName.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ class Resource:
     kind: str
     name: str  # the function's or layer's name in Lamina
     properties: Mapping[str, Any]  # unresolved; a serverless function's with Globals merged in
+    metadata: Mapping[str, Any] = field(default_factory=dict)  # the resource's Metadata (sam build's BuildMethod)
 
     @property
     def is_layer(self) -> bool:
@@ -111,7 +112,8 @@ def read(path: Path, *, stack_name: str | None, overrides: Mapping[str, str]) ->
         explicit = props.get("LayerName" if kind == SERVERLESS_LAYER else "FunctionName")
         default = f"{stack_name}-{logical_id}" if stack_name else logical_id
         name = default if explicit is None else explicit  # resolved below when it is an intrinsic
-        resources.append(Resource(logical_id=logical_id, kind=kind, name=name, properties=props))
+        metadata = (body or {}).get("Metadata") or {}
+        resources.append(Resource(logical_id=logical_id, kind=kind, name=name, properties=props, metadata=metadata))
     template = Template(path=path, stack_name=stack_name or "lamina", parameters=parameters,
                         resources=tuple(_ordered(resources)), skipped=tuple(skipped))  # fmt: skip
     return _with_literal_names(template)
@@ -193,10 +195,14 @@ def _ordered(resources: list[Resource]) -> list[Resource]:
 def report(r: Resource) -> tuple[ReportLine, ...]:
     """Every property of `r` that is not emulated exactly, or not applied by this deploy."""
     if r.is_layer:
-        return tuple(
+        lines = [
             ReportLine(resource=r.logical_id, property=k, support=Support.IGNORED, note="not applied to layers here")
             for k in r.properties if k in ("RetentionPolicy", "CompatibleArchitectures", "LicenseInfo")
-        )  # fmt: skip
+        ]  # fmt: skip
+        if "BuildMethod" in r.metadata:
+            lines.append(ReportLine(resource=r.logical_id, property="Metadata.BuildMethod", support=Support.IGNORED,
+                                    note="ContentUri is zipped as it is; build it with `lamina layer publish --requirements`"))  # fmt: skip
+        return tuple(lines)
     lines = []
     for key, value in r.properties.items():
         entry = lookup(key)

@@ -130,3 +130,11 @@ def test_report_lists_what_is_not_exact() -> None:
         ("VpcConfig", "ignored"), ("Tracing", "approximate"), ("DeploymentPreference", "ignored"), ("Bogus", "ignored"),
         ("Events.Tick.RetryPolicy", "ignored"), ("Events.Q", "ignored"),
     }  # fmt: skip
+
+
+def test_layer_report_names_what_is_not_applied() -> None:
+    r = tmpl.Resource(logical_id="L", kind=tmpl.SERVERLESS_LAYER, name="L", properties={"ContentUri": "x", "RetentionPolicy": "Retain"},
+                      metadata={"BuildMethod": "python3.11"})  # fmt: skip
+    assert [(line.property, line.support.value) for line in tmpl.report(r)] == [
+        ("RetentionPolicy", "ignored"), ("Metadata.BuildMethod", "ignored")
+    ]
