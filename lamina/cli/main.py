@@ -374,7 +374,7 @@ def _deploy_template(ctx: typer.Context, settings: Settings, path: Path, stack_n
     for rl in lines:
         err.print(parity.line(rl.resource, rl.property, rl.support, rl.note))
     for logical_id, kind in t.skipped:
-        err.print(parity.line(logical_id, kind or "(no Type)", Support.IGNORED, "resource type not created by Lamina"))
+        err.print(parity.line(logical_id, kind or "(no Type)", Support.IGNORED, tmpl.skipped_note(kind)))
 
 
 def _parse_env(pairs: list[str]) -> dict[str, str]:

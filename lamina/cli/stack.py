@@ -60,8 +60,7 @@ def deploy(t: Template, target: Target, *, build: Builder, progress: Progress, d
             layer_arns[r.logical_id] = outcome.detail
             done(outcome)
         else:
-            for outcome in _function(t, r, props, target, build=build, progress=progress):
-                done(outcome)
+            _function(t, r, props, target, build=build, progress=progress, done=done)
 
 
 def _layer(t: Template, r: Resource, props: Mapping[str, Any], target: Target, progress: Progress) -> Outcome:
@@ -79,7 +78,7 @@ def _layer(t: Template, r: Resource, props: Mapping[str, Any], target: Target, p
 
 
 def _function(t: Template, r: Resource, props: Mapping[str, Any], target: Target, *, build: Builder,
-              progress: Progress) -> list[Outcome]:  # fmt: skip
+              progress: Progress, done: Callable[[Outcome], None]) -> None:  # fmt: skip
     if str(props.get("PackageType", "Zip")) != "Zip":
         raise TemplateError(f"{r.logical_id}.PackageType: Lamina runs Zip functions only, not {props['PackageType']}")
     runtime, handler = props.get("Runtime"), props.get("Handler")
@@ -101,15 +100,15 @@ def _function(t: Template, r: Resource, props: Mapping[str, Any], target: Target
     progress(f"deploying function {r.name}")
     action = put_function(target.client, spec, code, progress)
     arn = f"arn:aws:lambda:{target.region}:{target.account_id}:function:{r.name}"
-    outcomes = [Outcome(logical_id=r.logical_id, kind="function", name=r.name, action=action, detail=arn)]
+    done(Outcome(logical_id=r.logical_id, kind="function", name=r.name, action=action, detail=arn))
     if props.get("Tags"):
-        target.client.tag(arn, {str(k): str(v) for k, v in props["Tags"].items()})
+        target.client.tag(arn, _tags(r, props["Tags"]))
     alias = _opt_str(props.get("AutoPublishAlias"))
     if alias is not None:
         # PublishVersion answers the newest version when nothing changed (spec 2.3): no new one.
         version = target.client.publish_version(r.name, "")
         moved = target.client.point_alias(r.name, alias, version)
-        outcomes.append(Outcome(logical_id=r.logical_id, kind="alias", name=f"{r.name}:{alias}", action=moved,
+        done(Outcome(logical_id=r.logical_id, kind="alias", name=f"{r.name}:{alias}", action=moved,
                                 detail=f"version {version}"))  # fmt: skip
     provisioned = props.get("ProvisionedConcurrencyConfig")
     if provisioned is not None:
@@ -117,21 +116,20 @@ def _function(t: Template, r: Resource, props: Mapping[str, Any], target: Target
             raise TemplateError(f"{r.logical_id}.ProvisionedConcurrencyConfig: needs AutoPublishAlias (as in SAM)")
         count = _opt_int(r, provisioned, "ProvisionedConcurrentExecutions") or 0
         target.client.put_provisioned(r.name, alias, count)
-        outcomes.append(Outcome(logical_id=r.logical_id, kind="provisioned", name=f"{r.name}:{alias}", action="set",
+        done(Outcome(logical_id=r.logical_id, kind="provisioned", name=f"{r.name}:{alias}", action="set",
                                 detail=str(count)))  # fmt: skip
     if "ReservedConcurrentExecutions" in props:
         reserved = _opt_int(r, props, "ReservedConcurrentExecutions") or 0
         target.client.put_concurrency(r.name, reserved)
-        outcomes.append(Outcome(logical_id=r.logical_id, kind="concurrency", name=r.name, action="set", detail=str(reserved)))
+        done(Outcome(logical_id=r.logical_id, kind="concurrency", name=r.name, action="set", detail=str(reserved)))
     if "FunctionUrlConfig" in props:
         progress(f"function URL of {r.name}")
         # With AutoPublishAlias, SAM gives the URL (and the events) to the alias.
         url = target.client.put_url_config(r.name, _url_config(r, props["FunctionUrlConfig"]), qualifier=alias)
-        outcomes.append(Outcome(logical_id=r.logical_id, kind="url", name=r.name, action="set", detail=url))
+        done(Outcome(logical_id=r.logical_id, kind="url", name=r.name, action="set", detail=url))
     for event_id, event in (props.get("Events") or {}).items():
         if (event or {}).get("Type") == "Schedule":
-            outcomes.append(_schedule(r, event_id, event.get("Properties") or {}, target, alias))
-    return outcomes
+            done(_schedule(r, event_id, event.get("Properties") or {}, target, alias))
 
 
 def put_function(client: LambdaClient, spec: DeploySpec, code: bytes, progress: Progress) -> str:
@@ -229,6 +227,15 @@ def _schedule(r: Resource, event_id: str, props: Mapping[str, Any], target: Targ
                               input_json=input_json, enabled=enabled)  # fmt: skip
     action = "created" if existing is None else "updated"
     return Outcome(logical_id=r.logical_id, kind="schedule", name=name, action=action, detail=expression)
+
+
+def _tags(r: Resource, tags: Any) -> dict[str, str]:
+    """SAM's Tags are a map; AWS::Lambda::Function's a list of {Key, Value}."""
+    if isinstance(tags, dict):
+        return {str(k): _scalar(v) for k, v in tags.items()}
+    if isinstance(tags, list) and all(isinstance(x, dict) and "Key" in x for x in tags):
+        return {str(x["Key"]): _scalar(x.get("Value", "")) for x in tags}
+    raise TemplateError(f"{r.logical_id}.Tags: expected a map or a list of {{Key, Value}}")
 
 
 def _opt_int(r: Resource, props: Mapping[str, Any], key: str) -> int | None:

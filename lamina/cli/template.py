@@ -19,6 +19,7 @@ from lamina.model.parity import Support, lookup
 SERVERLESS_FUNCTION = "AWS::Serverless::Function"
 LAMBDA_FUNCTION = "AWS::Lambda::Function"
 SERVERLESS_LAYER = "AWS::Serverless::LayerVersion"
+IAM_ROLE = "AWS::IAM::Role"
 _KINDS = (SERVERLESS_FUNCTION, LAMBDA_FUNCTION, SERVERLESS_LAYER)
 
 # Function properties `deploy --template` turns into API calls; a property outside this set is
@@ -63,10 +64,14 @@ class Template:
     parameters: Mapping[str, str]
     resources: tuple[Resource, ...]  # in dependency order
     skipped: tuple[tuple[str, str], ...]  # (logical id, type) of resources Lamina does not create
+    prefixed: bool = False  # names are <stack>-<LogicalId> (--stack-name)
 
     @property
     def directory(self) -> Path:
         return self.path.parent
+
+    def default_name(self, logical_id: str) -> str:
+        return f"{self.stack_name}-{logical_id}" if self.prefixed else logical_id
 
     def context(self, *, region: str, account_id: str, deployed: Mapping[str, str]) -> Context:
         """What intrinsics resolve to now: parameters, pseudo parameters, functions' names and
@@ -78,7 +83,12 @@ class Template:
             **self.parameters,
         }  # fmt: skip
         attributes: dict[tuple[str, str], object] = {}
-        pending = {logical for logical, _ in self.skipped}
+        pending = {logical for logical, kind in self.skipped if kind != IAM_ROLE}
+        for logical, kind in self.skipped:
+            if kind == IAM_ROLE:  # a function's Role: !GetAtt R.Arn gets a role ARN it only records
+                role = self.default_name(logical)
+                refs[logical] = role
+                attributes[(logical, "Arn")] = f"arn:aws:iam::{account_id}:role/{role}"
         for r in self.resources:
             if r.is_layer:
                 if r.logical_id in deployed:
@@ -115,7 +125,7 @@ def read(path: Path, *, stack_name: str | None, overrides: Mapping[str, str]) ->
         metadata = (body or {}).get("Metadata") or {}
         resources.append(Resource(logical_id=logical_id, kind=kind, name=name, properties=props, metadata=metadata))
     template = Template(path=path, stack_name=stack_name or "lamina", parameters=parameters,
-                        resources=tuple(_ordered(resources)), skipped=tuple(skipped))  # fmt: skip
+                        resources=tuple(_ordered(resources)), skipped=tuple(skipped), prefixed=stack_name is not None)  # fmt: skip
     return _with_literal_names(template)
 
 
@@ -237,6 +247,13 @@ def _event_lines(resource: str, events: Any) -> list[ReportLine]:
 
 # Schedule event properties that become a Lamina schedule.
 SCHEDULE_PROPERTIES = ("Schedule", "Input", "Enabled", "State", "Name")
+
+
+def skipped_note(kind: str) -> str:
+    """What the deploy report says of a resource it does not create."""
+    if kind == IAM_ROLE:
+        return "not created (Lamina has no IAM); Ref and Fn::GetAtt .Arn give a role name and ARN that functions only record"
+    return "resource type not created by Lamina"
 
 
 def parse_overrides(values: list[str]) -> dict[str, str]:

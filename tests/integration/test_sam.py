@@ -80,11 +80,18 @@ Resources:
     Properties:
       Runtime: python3.11
       Handler: index.handler
-      Role: !Sub 'arn:aws:iam::${AWS::AccountId}:role/helper'
+      Role: !GetAtt HelperRole.Arn
+      Tags:
+        - Key: team
+          Value: data
       Code:
         ZipFile: |
           def handler(event, context):
               return "helper"
+  HelperRole:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument: {}
 """
 
 APP = f"""\
@@ -161,7 +168,9 @@ def test_template_deploys_functions_layer_schedule_and_url_then_redeploys_idempo
     assert config["VpcConfig"]["SubnetIds"] == ["subnet-0123"]  # kept (without effect), not dropped
     [layer_ref] = config["Layers"]
     assert layer_ref["Arn"].endswith(f":layer:{layer}:1")
-    assert lambda_client.get_function_configuration(FunctionName=helper)["Role"] == "arn:aws:iam::000000000000:role/helper"
+    assert lambda_client.get_function_configuration(FunctionName=helper)["Role"] == f"arn:aws:iam::000000000000:role/{stack}-HelperRole"
+    assert lambda_client.list_tags(Resource=helper_arn)["Tags"] == {"team": "data"}
+    assert "HelperRole  AWS::IAM::Role  ignored: not created (Lamina has no IAM)" in first.stderr
     assert json.loads(lambda_client.invoke(FunctionName=helper)["Payload"].read()) == "helper"
 
     [schedule] = schedules(server.endpoint, api)

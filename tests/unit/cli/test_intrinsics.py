@@ -92,6 +92,7 @@ def test_template_orders_layers_first_names_and_parameters(tmp_path: Path) -> No
         "  Lib:\n    Type: AWS::Serverless::LayerVersion\n    Properties: {ContentUri: lib}\n"
         "  Named:\n    Type: AWS::Lambda::Function\n    Properties: {FunctionName: !Sub 'n-${Stage}'}\n"
         "  Queue:\n    Type: AWS::SQS::Queue\n"
+        "  Role:\n    Type: AWS::IAM::Role\n"
     )
     with pytest.raises(TemplateError, match="parameter Size has no Default: give it with --parameter-overrides Size=VALUE"):
         tmpl.read(path, stack_name=None, overrides={})
@@ -100,10 +101,13 @@ def test_template_orders_layers_first_names_and_parameters(tmp_path: Path) -> No
     t = tmpl.read(path, stack_name="shop", overrides=tmpl.parse_overrides(["Size=1 Stage=prod"]))
     assert [r.logical_id for r in t.resources] == ["Lib", "Api", "Named"]
     assert [r.name for r in t.resources] == ["shop-Lib", "shop-Api", "n-prod"]
-    assert t.skipped == (("Queue", "AWS::SQS::Queue"),)
+    assert t.skipped == (("Queue", "AWS::SQS::Queue"), ("Role", "AWS::IAM::Role"))
     ctx = t.context(region="eu-west-1", account_id="123456789012", deployed={"Lib": "arn:layer:1"})
     assert ctx.refs["Lib"] == "arn:layer:1" and ctx.refs["AWS::StackName"] == "shop"
     assert ctx.attributes[("Api", "Arn")] == "arn:aws:lambda:eu-west-1:123456789012:function:shop-Api"
+    # An IAM role is not created, but a function's Role: !GetAtt Role.Arn still resolves.
+    assert ctx.attributes[("Role", "Arn")] == "arn:aws:iam::123456789012:role/shop-Role"
+    assert "Queue" in ctx.pending and "Role" not in ctx.pending
     unnamed = tmpl.read(path, stack_name=None, overrides={"Size": "1"})
     assert [r.name for r in unnamed.resources] == ["Lib", "Api", "n-dev"]
 
