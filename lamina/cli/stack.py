@@ -103,13 +103,17 @@ def _function(t: Template, r: Resource, props: Mapping[str, Any], target: Target
     done(Outcome(logical_id=r.logical_id, kind="function", name=r.name, action=action, detail=arn))
     if props.get("Tags"):
         target.client.tag(arn, _tags(r, props["Tags"]))
+    if "ReservedConcurrentExecutions" in props:  # before provisioned concurrency, which must fit in it
+        reserved = _opt_int(r, props, "ReservedConcurrentExecutions") or 0
+        target.client.put_concurrency(r.name, reserved)
+        done(Outcome(logical_id=r.logical_id, kind="concurrency", name=r.name, action="set", detail=str(reserved)))
     alias = _opt_str(props.get("AutoPublishAlias"))
     if alias is not None:
         # PublishVersion answers the newest version when nothing changed (spec 2.3): no new one.
         version = target.client.publish_version(r.name, "")
         moved = target.client.point_alias(r.name, alias, version)
         done(Outcome(logical_id=r.logical_id, kind="alias", name=f"{r.name}:{alias}", action=moved,
-                                detail=f"version {version}"))  # fmt: skip
+                     detail=f"version {version}"))  # fmt: skip
     provisioned = props.get("ProvisionedConcurrencyConfig")
     if provisioned is not None:
         if alias is None:
@@ -117,11 +121,7 @@ def _function(t: Template, r: Resource, props: Mapping[str, Any], target: Target
         count = _opt_int(r, provisioned, "ProvisionedConcurrentExecutions") or 0
         target.client.put_provisioned(r.name, alias, count)
         done(Outcome(logical_id=r.logical_id, kind="provisioned", name=f"{r.name}:{alias}", action="set",
-                                detail=str(count)))  # fmt: skip
-    if "ReservedConcurrentExecutions" in props:
-        reserved = _opt_int(r, props, "ReservedConcurrentExecutions") or 0
-        target.client.put_concurrency(r.name, reserved)
-        done(Outcome(logical_id=r.logical_id, kind="concurrency", name=r.name, action="set", detail=str(reserved)))
+                     detail=str(count)))  # fmt: skip
     if "FunctionUrlConfig" in props:
         progress(f"function URL of {r.name}")
         # With AutoPublishAlias, SAM gives the URL (and the events) to the alias.
@@ -134,7 +134,8 @@ def _function(t: Template, r: Resource, props: Mapping[str, Any], target: Target
 
 def put_function(client: LambdaClient, spec: DeploySpec, code: bytes, progress: Progress) -> str:
     """Create the function, or update its code (when the zip changed) and configuration, waiting
-    for each step; "created", "updated" or "unchanged" (the code; the configuration is always sent)."""
+    for each step; "created", "updated", or "unchanged" when neither the code nor the
+    configuration GetFunction reports changed (the configuration is sent anyway: it is cheap)."""
     existing = client.get(spec.name)
     if existing is None:
         client.create(spec, code)
@@ -144,15 +145,25 @@ def put_function(client: LambdaClient, spec: DeploySpec, code: bytes, progress: 
     if existing.state == "Pending":
         progress(f"waiting for {spec.name} to become Active…")
         client.wait_active(spec.name)
-    changed = existing.code_sha256 != _sha256_b64(code)
-    if changed:
+    before = _settings(client, spec.name)
+    if existing.code_sha256 != _sha256_b64(code):
         client.update_code(spec.name, code)
         progress(f"waiting for {spec.name}'s code update…")
         client.wait_updated(spec.name)
     client.update_configuration(spec)
     progress(f"waiting for {spec.name}'s configuration update…")
     client.wait_updated(spec.name)
-    return "updated" if changed else "unchanged"
+    return "unchanged" if _settings(client, spec.name) == before else "updated"
+
+
+# What changes on every update whether or not anything else did.
+_VOLATILE = ("RevisionId", "LastModified", "LastUpdateStatus", "LastUpdateStatusReason", "LastUpdateStatusReasonCode",
+             "State", "StateReason", "StateReasonCode")  # fmt: skip
+
+
+def _settings(client: LambdaClient, name: str) -> dict[str, Any]:
+    config = dict(client.function_document(name).get("Configuration") or {})
+    return {k: v for k, v in config.items() if k not in _VOLATILE}
 
 
 def _code(t: Template, r: Resource, props: Mapping[str, Any], runtime: str, build: Builder, progress: Progress) -> bytes:

@@ -194,7 +194,8 @@ def test_template_deploys_functions_layer_schedule_and_url_then_redeploys_idempo
     assert len(schedules(server.endpoint, api)) == 1
 
     # A parameter change reaches the function's configuration and nothing else.
-    ok(lamina_cli(server.endpoint, *args[:-1], "Greeting=hola Memory=256"))
+    third = ok(lamina_cli(server.endpoint, *args[:-1], "Greeting=hola Memory=256"))
+    assert f"function {api} updated" in third.stdout and f"function {helper} unchanged" in third.stdout
     config = lambda_client.get_function_configuration(FunctionName=api)
     assert config["MemorySize"] == 256 and config["Environment"]["Variables"]["GREETING"] == "hola"
     assert config["CodeSha256"] == sha
