@@ -499,6 +499,20 @@ class LambdaClient:
                 return str(self._client.create_function_url_config(**target, **config)["FunctionUrl"])
             return str(self._client.update_function_url_config(**target, **config)["FunctionUrl"])
 
+    def allow_public_url(self, name: str, *, qualifier: str | None = None) -> None:
+        """The resource policy statement an AuthType NONE URL needs (SAM adds the same); kept when
+        it is already there."""
+        from botocore.exceptions import ClientError
+
+        target: dict[str, Any] = {"FunctionName": name, **({"Qualifier": qualifier} if qualifier else {})}
+        with self._translated():
+            try:
+                self._client.add_permission(**target, StatementId="FunctionURLAllowPublicAccess", Principal="*",
+                                            Action="lambda:InvokeFunctionUrl", FunctionUrlAuthType="NONE")  # fmt: skip
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ResourceConflictException":
+                    raise
+
     def point_alias(self, name: str, alias: str, version: str) -> str:
         """Create `alias` on `version`, or move it there; "created", "updated" or "unchanged"."""
         from botocore.exceptions import ClientError

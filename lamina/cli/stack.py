@@ -125,7 +125,10 @@ def _function(t: Template, r: Resource, props: Mapping[str, Any], target: Target
     if "FunctionUrlConfig" in props:
         progress(f"function URL of {r.name}")
         # With AutoPublishAlias, SAM gives the URL (and the events) to the alias.
-        url = target.client.put_url_config(r.name, _url_config(r, props["FunctionUrlConfig"]), qualifier=alias)
+        config = _url_config(r, props["FunctionUrlConfig"])
+        url = target.client.put_url_config(r.name, config, qualifier=alias)
+        if config["AuthType"] == "NONE":  # SAM's public-access permission, without which Lambda answers 403
+            target.client.allow_public_url(r.name, qualifier=alias)
         done(Outcome(logical_id=r.logical_id, kind="url", name=r.name, action="set", detail=url))
     for event_id, event in (props.get("Events") or {}).items():
         if (event or {}).get("Type") == "Schedule":

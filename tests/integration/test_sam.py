@@ -182,6 +182,8 @@ def test_template_deploys_functions_layer_schedule_and_url_then_redeploys_idempo
 
     url = lambda_client.get_function_url_config(FunctionName=api, Qualifier="live")
     assert (url["AuthType"], url["InvokeMode"]) == ("NONE", "BUFFERED")
+    with urllib.request.urlopen(url["FunctionUrl"], timeout=30) as resp:  # public: the deploy added the permission
+        assert json.load(resp)["greeting"] == "probe 1.0 greets bonjour"
 
     # Again, unchanged: nothing is published or re-created, the code stays.
     sha = config["CodeSha256"]
