@@ -67,6 +67,9 @@ class Settings:
     # "path" (http://<host>:<port>/lambda-url/<url-id>/), or "auto": host where *.localhost
     # resolves on this machine, else path. Both forms are always served.
     function_url_style: FunctionUrlStyle = "auto"
+    # Strict mode (`lamina up --strict`): CreateFunction and UpdateFunctionConfiguration refuse a
+    # property Lamina ignores (lamina/model/parity.py) instead of accepting it without effect.
+    strict: bool = False
 
     @property
     def endpoint(self) -> str:

@@ -339,6 +339,7 @@ async def run(settings: Settings) -> None:
                         region=settings.region,
                     ),
                 ),
+                strict=settings.strict,
             )
         )
         server = _HttpServer(

@@ -61,6 +61,7 @@ class Services:
     function_urls: FunctionUrls
     policies: Policies
     url_gateway: UrlGateway
+    strict: bool = False  # refuse properties Lamina ignores (Settings.strict)
     authorizer: Authorizer = field(default_factory=AllowAll)
 
 

@@ -10,6 +10,7 @@ from lamina.api.common import Services, empty_response, json_body, json_response
 from lamina.model.errors import InvalidParameterValueException
 from lamina.model.function import FunctionConfig
 from lamina.model.ids import FunctionRef, validation_error
+from lamina.model.parity import ignored_fields, strict_message
 
 
 def _ref(request: Request) -> FunctionRef:
@@ -33,8 +34,17 @@ def _max_items(request: Request) -> int | None:
     return int(raw)
 
 
+def _check_strict(body: shapes.Json, s: Services) -> None:
+    """Strict mode: a property Lamina accepts without effect (VpcConfig, KMSKeyArn...) is refused."""
+    if s.strict:
+        for entry in ignored_fields(body):
+            raise InvalidParameterValueException(strict_message(entry))
+
+
 async def create_function(request: Request, s: Services) -> Response:
-    config = await s.functions.create(shapes.create_input(await json_body(request)))
+    body = await json_body(request)
+    _check_strict(body, s)
+    config = await s.functions.create(shapes.create_input(body))
     return json_response(configuration(config, s), 201)
 
 
@@ -75,6 +85,7 @@ async def get_configuration(request: Request, s: Services) -> Response:
 async def update_configuration(request: Request, s: Services) -> Response:
     ref = _ref(request)
     body = await json_body(request)
+    _check_strict(body, s)
     config = await s.functions.update_configuration(ref.name, shapes.config_changes(body), revision_id=body.get("RevisionId"))
     return json_response(configuration(config, s))
 

@@ -25,6 +25,7 @@ from lamina.model.function import (
     LogFormat,
     LogLevel,
     UpdateRuntimeOn,
+    VpcConfig,
 )
 from lamina.model.ids import Arns, validation_error
 from lamina.model.layers import LayerPermissionInput, LayerStatement, LayerVersion, PublishLayerInput
@@ -105,7 +106,23 @@ def config_changes(body: Json) -> ConfigChanges:
         layers=tuple(layers) if isinstance(layers, list) else None,
         dead_letter_target=dlq.get("TargetArn") if dlq else None,
         kms_key_arn=_str(body, "KMSKeyArn", "kMSKeyArn"),
+        vpc=_vpc(_obj(body, "VpcConfig")),
     )
+
+
+def _vpc(body: Json | None) -> VpcConfig | None:
+    """VpcConfig is kept and returned so nothing is dropped silently; Lamina has no VPC (strict
+    mode refuses it, model/parity.py)."""
+    if body is None:
+        return None
+    lists = []
+    for key in ("SubnetIds", "SecurityGroupIds"):
+        value = body.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InvalidRequestContentException(f"VpcConfig.{key} must be a list of strings")
+        lists.append(tuple(value))
+    return VpcConfig(subnet_ids=lists[0], security_group_ids=lists[1],
+                     ipv6_allowed_for_dual_stack=bool(body.get("Ipv6AllowedForDualStack")))  # fmt: skip
 
 
 def _enum_member(body: Json, key: str, member: str, allowed: tuple[str, ...]) -> str | None:
@@ -223,6 +240,10 @@ def function_configuration(
         out["DeadLetterConfig"] = {"TargetArn": c.dead_letter_target}
     if c.kms_key_arn:
         out["KMSKeyArn"] = c.kms_key_arn
+    if c.vpc.is_set:
+        # VpcId would come from the subnets, which Lamina does not have.
+        out["VpcConfig"] = {"SubnetIds": list(c.vpc.subnet_ids), "SecurityGroupIds": list(c.vpc.security_group_ids),
+                            "VpcId": "", "Ipv6AllowedForDualStack": c.vpc.ipv6_allowed_for_dual_stack}  # fmt: skip
     if c.layers:
         out["Layers"] = [{"Arn": ref.arn, "CodeSize": ref.code.size} for ref in c.layers]
     if listing:

@@ -63,6 +63,8 @@ class DeploySpec:
     environment: Mapping[str, str] | None = None
     description: str | None = None
     layers: tuple[str, ...] | None = None  # layer version ARNs, in order
+    # Further CreateFunction members in the API's own shape (a template's TracingConfig, VpcConfig...).
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -259,6 +261,21 @@ def zip_directory(root: Path, *, progress: Callable[[int], None] | None = None) 
     return buf.getvalue()
 
 
+def zip_text(name: str, text: str) -> bytes:
+    """A deterministic deployment zip of one file (a template's inline code)."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+        info.create_system = 3
+        info.external_attr = (0o100644) << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        zf.writestr(info, text)
+    return buf.getvalue()
+
+
 # --- Lambda API -----------------------------------------------------------------------------
 
 
@@ -446,6 +463,80 @@ class LambdaClient:
             resp = self._client.publish_layer_version(**params)
         return _layer_summary(spec.name, resp, resp.get("Content", {}))
 
+    def latest_layer_sha256(self, name: str) -> tuple[str, str] | None:
+        """(version ARN, CodeSha256) of the layer's newest version, or None when it has none."""
+        with self._translated():
+            versions = self._client.list_layer_versions(LayerName=name).get("LayerVersions", [])
+            if not versions:
+                return None
+            arn = str(max(versions, key=lambda v: int(v["Version"]))["LayerVersionArn"])
+            return arn, str(self._client.get_layer_version_by_arn(Arn=arn)["Content"]["CodeSha256"])
+
+    def function_document(self, name: str) -> dict[str, Any]:
+        """GetFunction's whole answer (Configuration, Tags, Concurrency)."""
+        with self._translated():
+            return dict(self._client.get_function(FunctionName=name))
+
+    def tag(self, arn: str, tags: Mapping[str, str]) -> None:
+        with self._translated():
+            self._client.tag_resource(Resource=arn, Tags=dict(tags))
+
+    def put_concurrency(self, name: str, reserved: int) -> None:
+        with self._translated():
+            self._client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=reserved)
+
+    def put_url_config(self, name: str, config: Mapping[str, Any], *, qualifier: str | None = None) -> str:
+        """Create the function URL (of an alias with `qualifier`), or update it to `config`
+        (AuthType, Cors, InvokeMode); its URL."""
+        from botocore.exceptions import ClientError
+
+        target: dict[str, Any] = {"FunctionName": name, **({"Qualifier": qualifier} if qualifier else {})}
+        with self._translated():
+            try:
+                self._client.get_function_url_config(**target)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                    raise
+                return str(self._client.create_function_url_config(**target, **config)["FunctionUrl"])
+            return str(self._client.update_function_url_config(**target, **config)["FunctionUrl"])
+
+    def allow_public_url(self, name: str, *, qualifier: str | None = None) -> None:
+        """The resource policy statement an AuthType NONE URL needs (SAM adds the same); kept when
+        it is already there."""
+        from botocore.exceptions import ClientError
+
+        target: dict[str, Any] = {"FunctionName": name, **({"Qualifier": qualifier} if qualifier else {})}
+        with self._translated():
+            try:
+                self._client.add_permission(**target, StatementId="FunctionURLAllowPublicAccess", Principal="*",
+                                            Action="lambda:InvokeFunctionUrl", FunctionUrlAuthType="NONE")  # fmt: skip
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ResourceConflictException":
+                    raise
+
+    def point_alias(self, name: str, alias: str, version: str) -> str:
+        """Create `alias` on `version`, or move it there; "created", "updated" or "unchanged"."""
+        from botocore.exceptions import ClientError
+
+        with self._translated():
+            try:
+                current = self._client.get_alias(FunctionName=name, Name=alias)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                    raise
+                self._client.create_alias(FunctionName=name, Name=alias, FunctionVersion=version)
+                return "created"
+            if current["FunctionVersion"] == version:
+                return "unchanged"
+            self._client.update_alias(FunctionName=name, Name=alias, FunctionVersion=version)
+            return "updated"
+
+    def put_provisioned(self, name: str, qualifier: str, count: int) -> None:
+        with self._translated():
+            self._client.put_provisioned_concurrency_config(
+                FunctionName=name, Qualifier=qualifier, ProvisionedConcurrentExecutions=count
+            )
+
     def list_layers(self) -> tuple[LayerSummary, ...]:
         """Every layer with its newest version, following ListLayers' Marker through all pages."""
         with self._translated():
@@ -469,6 +560,7 @@ def _optional_configuration(spec: DeploySpec) -> dict[str, Any]:
         params["Description"] = spec.description
     if spec.layers is not None:
         params["Layers"] = list(spec.layers)
+    params.update(spec.extra)
     return params
 
 

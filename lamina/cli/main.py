@@ -1,4 +1,4 @@
-"""The `lamina` command tree: up, build, deploy, invoke, tune, ls, runtimes, logs, rm, events, schedule.
+"""The `lamina` command tree: up, build, deploy, invoke, tune, parity, ls, runtimes, logs, rm, events, schedule.
 
 `build` runs pip or npm on this machine through `lamina.build`; `tune` drives a function through
 the Lambda API with `lamina.tune`. Only `up` touches the server's code (`lamina.server`, imported
@@ -134,6 +134,11 @@ def up(
             "Both forms are always served. \\[default: auto]",
         ),
     ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="Refuse creates and updates that set a property Lamina does not emulate "
+                     "(VpcConfig, KMSKeyArn, ...; see `lamina parity`). Also LAMINA_STRICT=1."),
+    ] = False,
 ) -> None:
     """Run the Lamina server in the foreground (Ctrl-C stops it).
 
@@ -158,6 +163,7 @@ def up(
         network=network,
         today=today,
         function_url_style=function_url_style,
+        strict=True if strict else None,
     )
     from lamina import server
 
@@ -253,12 +259,12 @@ def _build_with_progress(directory: Path, runtime: str, settings: Settings, *, l
 def deploy(
     ctx: typer.Context,
     directory: Annotated[
-        Path,
+        Path | None,
         typer.Argument(exists=True, file_okay=False, dir_okay=True, resolve_path=True, help="Code to deploy."),
-    ],
-    name: Annotated[str, typer.Option("--name", "-n", help="Function name.")],
-    runtime: Annotated[str, typer.Option(help="Runtime id, e.g. python3.12.")],
-    handler: Annotated[str, typer.Option(help="Handler, e.g. app.handler.")],
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Function name.")] = None,
+    runtime: Annotated[str | None, typer.Option(help="Runtime id, e.g. python3.12.")] = None,
+    handler: Annotated[str | None, typer.Option(help="Handler, e.g. app.handler.")] = None,
     memory: Annotated[int | None, typer.Option(help="Memory in MB. \\[default: 128 on create]")] = None,
     timeout: Annotated[int | None, typer.Option(help="Timeout in seconds. \\[default: 3 on create]")] = None,
     env: Annotated[
@@ -273,17 +279,42 @@ def deploy(
         list[str] | None,
         typer.Option("--layer", "-l", help="Layer version ARN, merged into /opt in order; repeat for more.", metavar="ARN"),
     ] = None,
+    template: Annotated[
+        Path | None,
+        typer.Option("--template", "-t", exists=True, dir_okay=False, resolve_path=True,
+                     help="A SAM/CloudFormation template: deploy its functions and layers instead of DIRECTORY."),
+    ] = None,  # fmt: skip
+    stack_name: Annotated[
+        str | None,
+        typer.Option("--stack-name", help="With --template: name functions <stack>-<LogicalId> (and AWS::StackName). "
+                     "\\[default: functions are named for their logical id]"),
+    ] = None,  # fmt: skip
+    parameter_overrides: Annotated[
+        list[str] | None,
+        typer.Option("--parameter-overrides", help="With --template: parameter values K=V (repeat, or space-separated).",
+                     metavar="K=V"),
+    ] = None,  # fmt: skip
 ) -> None:
-    """Zip DIRECTORY and create the function, or update its code and configuration.
+    """Zip DIRECTORY and create the function, or update its code and configuration; or, with
+    --template, deploy a SAM template's functions, layers, schedules and function URLs.
 
-    With a requirements.txt (python*) or package.json (nodejs*), DIRECTORY is built first, as by `lamina build`.
+    With a requirements.txt (python*) or package.json (nodejs*), code is built first, as by `lamina build`.
 
-    On update, options left out keep their current values.
+    On update, options left out keep their current values. Properties Lamina emulates only
+    approximately, or ignores, are listed after the deploy.
     """
-    from lamina.cli.client import DeploySpec, zip_directory
+    from lamina.cli.client import CliError, DeploySpec, zip_directory
     from lamina.cli.render import deploy_summary
+    from lamina.cli.stack import put_function
 
     settings = _settings()
+    if template is not None:
+        if directory is not None or name or runtime or handler:
+            raise CliError("--template deploys what the template says: leave out DIRECTORY, --name, --runtime and --handler")
+        _deploy_template(ctx, settings, template, stack_name, parameter_overrides or [], build=not no_build)
+        return
+    if directory is None or not name or not runtime or not handler:
+        raise CliError("give DIRECTORY with --name, --runtime and --handler, or --template")
     spec = DeploySpec(
         name=name,
         runtime=runtime,
@@ -302,26 +333,60 @@ def deploy(
         source = _build_with_progress(directory, runtime, settings).output
     code = zip_directory(source)
     client = _lambda(ctx, settings)
-    existing = client.get(name)
     with _stderr().status(f"deploying {name}…") as status:
-        if existing is None:
-            client.create(spec, code)
-            status.update(f"waiting for {name} to become Active…")
-            client.wait_active(name)
-        else:
-            if existing.state == "Pending":
-                status.update(f"waiting for {name} to become Active…")
-                client.wait_active(name)
-            client.update_code(name, code)
-            status.update(f"waiting for {name}'s code update…")
-            client.wait_updated(name)
-            client.update_configuration(spec)
-            status.update(f"waiting for {name}'s configuration update…")
-            client.wait_updated(name)
+        action = put_function(client, spec, code, status.update)
     final = client.get(name)
     if final is None:
         _fail(f"ResourceNotFoundException: {name} disappeared during the deploy")
-    _stdout().print(deploy_summary(final, created=existing is None))
+    _stdout().print(deploy_summary(final, created=action == "created"))
+    _print_parity_lines(client.function_document(name), name)
+
+
+def _print_parity_lines(document: dict[str, object], resource: str) -> None:
+    from lamina.cli import parity
+
+    for row in parity.notable(document):
+        _stderr().print(parity.line(resource, row.property, row.support, row.note))
+
+
+def _deploy_template(ctx: typer.Context, settings: Settings, path: Path, stack_name: str | None, overrides: list[str],
+                     *, build: bool) -> None:  # fmt: skip
+    from rich.text import Text
+
+    from lamina.build import ecosystem_of
+    from lamina.cli import parity
+    from lamina.cli import stack
+    from lamina.cli import template as tmpl
+    from lamina.cli.client import CliError
+    from lamina.cli.intrinsics import TemplateError
+    from lamina.model.parity import Support
+
+    def build_dir(directory: Path, runtime: str) -> Path:
+        if not build or ecosystem_of(directory, runtime) is None:
+            return directory
+        return _build_with_progress(directory, runtime, settings).output
+
+    err, out = _stderr(), _stdout()
+    try:
+        t = tmpl.read(path, stack_name=stack_name, overrides=tmpl.parse_overrides(overrides))
+        target = stack.Target(client=_lambda(ctx, settings), admin=_admin(ctx), region=settings.region,
+                              account_id=settings.account_id)  # fmt: skip
+
+        def done(o: stack.Outcome) -> None:
+            out.print(Text.assemble(("✓ ", "green"), f"{o.kind} ", (o.name, "cyan"), f" {o.action}",
+                                    (f"  {o.detail}" if o.detail else "", "dim")))  # fmt: skip
+
+        with err.status(f"deploying {path.name}…") as status:
+            stack.deploy(t, target, build=build_dir, progress=status.update, done=done)
+    except TemplateError as exc:
+        raise CliError(f"template {path.name}: {exc}") from exc
+    lines = [line for r in t.resources for line in tmpl.report(r)]
+    if lines or t.skipped:
+        err.print(Text("Not emulated exactly (see `lamina parity NAME`):", style="bold"))
+    for rl in lines:
+        err.print(parity.line(rl.resource, rl.property, rl.support, rl.note))
+    for logical_id, kind in t.skipped:
+        err.print(parity.line(logical_id, kind or "(no Type)", Support.IGNORED, tmpl.skipped_note(kind)))
 
 
 def _parse_env(pairs: list[str]) -> dict[str, str]:
@@ -653,6 +718,19 @@ def _tail_logs(admin: AdminClient, name: str) -> None:
         for e in page.events:
             err.print(Text(f"  │ {e.message.rstrip()}", style="dim"))
         cursor = page.next_cursor
+
+
+# --- parity ---------------------------------------------------------------------------------
+
+
+@app.command("parity")
+def parity_report(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Function name or ARN.")]) -> None:
+    """For each property NAME has configured: whether Lamina emulates it exactly, approximately
+    (and how), or ignores it."""
+    from lamina.cli import parity
+
+    document = _lambda(ctx, _settings()).function_document(name)
+    _stdout().print(parity.table(name, parity.rows(document)))
 
 
 # --- ls, rm ---------------------------------------------------------------------------------

@@ -749,6 +749,7 @@ def _apply(config: FunctionConfig, c: ConfigChanges, layers: tuple[LayerRef, ...
         layers=layers,
         dead_letter_target=c.dead_letter_target if c.dead_letter_target is not None else config.dead_letter_target,
         kms_key_arn=c.kms_key_arn if c.kms_key_arn is not None else config.kms_key_arn,
+        vpc=c.vpc if c.vpc is not None else config.vpc,
     )
 
 

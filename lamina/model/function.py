@@ -134,6 +134,20 @@ class StateInfo:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class VpcConfig:
+    """A function's VpcConfig: stored and returned, never acted on (Lamina has no VPC; see
+    model/parity.py). Empty lists are Lambda's "no VPC"."""
+
+    subnet_ids: tuple[str, ...] = ()
+    security_group_ids: tuple[str, ...] = ()
+    ipv6_allowed_for_dual_stack: bool = False
+
+    @property
+    def is_set(self) -> bool:
+        return bool(self.subnet_ids or self.security_group_ids)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FunctionConfig:
     """Everything that describes one version of a function."""
 
@@ -154,6 +168,7 @@ class FunctionConfig:
     layers: tuple[LayerRef, ...] = ()  # in order: later layers overwrite earlier files in /opt
     dead_letter_target: str | None = None
     kms_key_arn: str | None = None
+    vpc: VpcConfig = field(default_factory=VpcConfig)
     package_type: str = "Zip"
     revision_id: str
     last_modified: str
@@ -213,6 +228,7 @@ class ConfigChanges:
     layers: tuple[str, ...] | None = None  # layer version ARNs, as the request gives them
     dead_letter_target: str | None = None
     kms_key_arn: str | None = None
+    vpc: VpcConfig | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

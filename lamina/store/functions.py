@@ -26,6 +26,7 @@ from lamina.model.function import (
     RuntimeManagement,
     StateInfo,
     UpdateRuntimeOn,
+    VpcConfig,
 )
 from lamina.store.db import Database
 
@@ -69,6 +70,8 @@ def config_to_doc(c: FunctionConfig) -> dict[str, Any]:
         ],
         "dead_letter_target": c.dead_letter_target,
         "kms_key_arn": c.kms_key_arn,
+        "vpc": {"subnet_ids": list(c.vpc.subnet_ids), "security_group_ids": list(c.vpc.security_group_ids),
+                "ipv6": c.vpc.ipv6_allowed_for_dual_stack},  # fmt: skip
         "package_type": c.package_type,
         "revision_id": c.revision_id,
         "last_modified": c.last_modified,
@@ -111,6 +114,7 @@ def config_from_doc(d: dict[str, Any]) -> FunctionConfig:
         ),
         dead_letter_target=d["dead_letter_target"],
         kms_key_arn=d["kms_key_arn"],
+        vpc=_vpc_from_doc(d.get("vpc")),  # absent in documents written before VpcConfig was kept
         package_type=d["package_type"],
         revision_id=d["revision_id"],
         last_modified=d["last_modified"],
@@ -299,3 +303,10 @@ def _logging_from_doc(d: dict[str, Any]) -> LoggingConfig:
         system_log_level=LogLevel[system] if system else None,
         log_group=d.get("log_group") or "",
     )
+
+
+def _vpc_from_doc(d: dict[str, Any] | None) -> VpcConfig:
+    if not d:
+        return VpcConfig()
+    return VpcConfig(subnet_ids=tuple(d["subnet_ids"]), security_group_ids=tuple(d["security_group_ids"]),
+                     ipv6_allowed_for_dual_stack=bool(d.get("ipv6")))  # fmt: skip

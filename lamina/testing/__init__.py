@@ -7,6 +7,8 @@ sleeping.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import os
 import signal
@@ -301,3 +303,29 @@ def send_events(
     for t in pool:
         t.join()
     return out
+
+
+# A package that exists only as the wheel make_wheel writes: pip installs it with no index.
+PROBE = "lamina_build_probe"
+
+
+def make_wheel(directory: Path, version: str = "1.0") -> Path:
+    """A real (if hand-made) pure-Python wheel of PROBE, so pip has something local to install
+    with no build backend and no network."""
+    directory.mkdir(parents=True, exist_ok=True)
+    dist_info = f"{PROBE}-{version}.dist-info"
+    files = {
+        f"{PROBE}.py": f'VERSION = "{version}"\n\ndef greet(name):\n    return "probe " + VERSION + " greets " + name\n',
+        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {PROBE}\nVersion: {version}\n",
+        f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: lamina-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for name, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(text.encode())}")
+    files[f"{dist_info}/RECORD"] = "\n".join([*record, f"{dist_info}/RECORD,,"]) + "\n"
+    path = directory / f"{PROBE}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, text in files.items():
+            zf.writestr(name, text)
+    return path

@@ -4,8 +4,6 @@ server whose function imports what pip installed."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import io
 import json
 import os
@@ -22,10 +20,9 @@ import pytest
 import lamina
 from lamina.build import BuildError, build_function, build_layer
 from lamina.cli.client import zip_directory
-from lamina.testing import RunningServer
+from lamina.testing import PROBE, RunningServer, make_wheel
 
 RUNTIME = "python3.11"
-PROBE = "lamina_build_probe"
 # A small pure-Python package from PyPI, pinned, installed when the index answers.
 PYPI_PACKAGE = ("six", "1.17.0")
 CLI_TIMEOUT = 120.0
@@ -39,28 +36,6 @@ def pypi_reachable() -> bool:
             return bool(resp.status == 200)
     except OSError:
         return False
-
-
-def make_wheel(directory: Path, version: str = "1.0") -> Path:
-    """A real (if hand-made) pure-Python wheel of PROBE, so pip has something local to install
-    with no build backend and no network."""
-    directory.mkdir(parents=True, exist_ok=True)
-    dist_info = f"{PROBE}-{version}.dist-info"
-    files = {
-        f"{PROBE}.py": f'VERSION = "{version}"\n\ndef greet(name):\n    return "probe " + VERSION + " greets " + name\n',
-        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {PROBE}\nVersion: {version}\n",
-        f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: lamina-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = []
-    for name, text in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
-        record.append(f"{name},sha256={digest},{len(text.encode())}")
-    files[f"{dist_info}/RECORD"] = "\n".join([*record, f"{dist_info}/RECORD,,"]) + "\n"
-    path = directory / f"{PROBE}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, text in files.items():
-            zf.writestr(name, text)
-    return path
 
 
 def python_function(root: Path, *, from_pypi: bool) -> Path:
