@@ -27,8 +27,10 @@ def handler(event, context):
         raise MemoryError("too small for this test")
     return {"memory": int(context.memory_limit_in_mb), "total": total}
 """
-# About 10-15 ms of one full CPU: ~150 ms at 128 MB (0.07 of a CPU), ~15 ms at 1,769 MB.
-WORK = 200_000
+# About 40-100 ms of one full CPU: ~0.5-1.4 s at 128 MB (0.07 of a CPU), ~40-100 ms at 1,769 MB.
+# More than one CFS period's quota at 128 MB (7 ms of each 100 ms): shorter work fits in the
+# quota of a single period and is never throttled, so both sizes would look alike.
+WORK = 1_500_000
 CLI_TIMEOUT = 120.0
 _ENV = {**os.environ, "PYTHONPATH": str(Path(lamina.__file__).resolve().parents[1])}
 _ENV.pop("LAMINA_ENDPOINT", None)
