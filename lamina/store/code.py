@@ -15,7 +15,6 @@ import hashlib
 import io
 import os
 import shutil
-import stat
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -96,9 +95,7 @@ class CodeStore:
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     with zf.open(info) as src, open(dest, "wb") as out:
                         shutil.copyfileobj(src, out)
-                    # zipfile drops permissions; keep the execute bits (a custom runtime's bootstrap).
-                    mode = (info.external_attr >> 16) & 0o777
-                    os.chmod(dest, (mode or 0o644) | stat.S_IRUSR)
+                    os.chmod(dest, _member_mode(info))
             # Readable by sandbox uids (they see it read-only at /var/task); mkdtemp made it 0700.
             os.chmod(tmp, 0o755)
             os.replace(tmp, target)
@@ -187,6 +184,17 @@ def _merge(trees: list[Path], target: Path) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _member_mode(info: zipfile.ZipInfo) -> int:
+    """A member's mode once unpacked: readable by all (the function runs as another uid than the
+    owner), executable by all if it was executable at all (a custom runtime's bootstrap). Zips made
+    with Python's `ZipFile.writestr(name, ...)` hold 0600 members and zips made on Windows none;
+    both run on Lambda, so both must run here."""
+    mode = (info.external_attr >> 16) & 0o777 or 0o644
+    if mode & 0o111:
+        mode |= 0o555
+    return mode | 0o444
 
 
 def _safe_member(name: str) -> str:

@@ -49,6 +49,21 @@ def test_request_response(lambda_client: Any, fname: str) -> None:
     assert payload(lambda_client.invoke(FunctionName=fname))["event"] == {}
 
 
+def test_zip_made_with_writestr_runs(lambda_client: Any, fname: str) -> None:
+    """The README's example: `ZipFile.writestr(name, ...)` stores its members as 0600."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("app.py", "def handler(event, context):\n    return {'hello': event.get('name')}\n")
+    lambda_client.create_function(FunctionName=fname, Runtime="python3.11", Handler="app.handler",
+                                  Role="arn:aws:iam::000000000000:role/lamina", Code={"ZipFile": buf.getvalue()})  # fmt: skip
+    lambda_client.get_waiter("function_active_v2").wait(FunctionName=fname)
+    resp = lambda_client.invoke(FunctionName=fname, Payload=b'{"name": "you"}')
+    assert "FunctionError" not in resp and json.loads(resp["Payload"].read()) == {"hello": "you"}
+
+
 def test_warm_environment_is_reused(lambda_client: Any, fname: str) -> None:
     deploy(lambda_client, fname, {"app.py": ECHO})
     first = payload(lambda_client.invoke(FunctionName=fname, Payload=b"{}"))

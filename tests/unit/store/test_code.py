@@ -74,3 +74,20 @@ async def test_merged_layers_overwrite_in_order_and_are_built_once(tmp_path: Pat
     other = await store.merged([second, first])
     assert other != root and (other / "python" / "shared.py").read_text() == "first" and (other / "x").is_file()
     assert await store.unzipped_size(first) == len("1") + len("first") + len("a file") + len("#!/bin/sh\n")
+
+
+async def test_unpacked_members_are_readable_by_every_uid(tmp_path: Path) -> None:
+    # Python's writestr(name, ...) stores 0600, Windows tools store no mode: both run on Lambda.
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("app.py", "x = 1\n")  # 0600
+        private_exec = zipfile.ZipInfo("bootstrap")
+        private_exec.external_attr = 0o700 << 16
+        zf.writestr(private_exec, "#!/bin/sh\n")
+        no_mode = zipfile.ZipInfo("data.txt")
+        no_mode.external_attr = 0
+        zf.writestr(no_mode, "d")
+    store = CodeStore(tmp_path)
+    root = await store.unpack(await store.put(buf.getvalue()))
+    modes = {name: os.stat(root / name).st_mode & 0o777 for name in ("app.py", "bootstrap", "data.txt")}
+    assert modes == {"app.py": 0o644, "bootstrap": 0o755, "data.txt": 0o644}
