@@ -651,10 +651,10 @@ class ExecutionEnvironment:
                 self._drain_output()
                 self._start_kind = "cold"
                 t0 = time.perf_counter()
-                failure = await self._launch(max(0.001, deadline - t0), c.timeout)
+                failure = await self._launch(max(0.001, deadline - t0), c.timeout, "invoke")
                 init_ms = (time.perf_counter() - t0) * 1000
+                self._log_init_done("invoke", init_ms, failure)
                 if failure is not None:
-                    self._log(logfmt.init_report_line(init_ms, "invoke", failure.status, failure.error_type))
                     return self._finish(inv, t_start, None, InvokeOutcome.INIT_ERROR, failure.body(rid), failure.error_type, status="error")
                 assert self._session is not None
                 self._watch(due)
