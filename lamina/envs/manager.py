@@ -127,18 +127,19 @@ class EnvironmentManager:
             post_invoke.add_done_callback(later)
             return
         pool.busy.discard(env)
-        if (env in pool.retiring or self._closed or not _runs_like(env, config) or env.network != mode
-                or env.debug != self._debug.get(config.name)):  # fmt: skip
+        if env in pool.retiring or self._closed or not self._fits(env, config, mode):
             pool.retiring.discard(env)
             await env.stop()
         elif env.state is EnvState.IDLE:
             pool.idle.append(env)
 
+    def _fits(self, env: ExecutionEnvironment, config: FunctionConfig, mode: NetworkMode) -> bool:
+        """Whether `env` may serve `config` now: same code and settings, network and debug session."""
+        return _runs_like(env, config) and env.network == mode and env.debug == self._debug.get(config.name)
+
     async def _take_idle(self, pool: _Pool, config: FunctionConfig, network: NetworkMode) -> ExecutionEnvironment | None:
         # Prefer the most recently used warm environment; one needing a reset is still reusable.
-        debug = self._debug.get(config.name)
-        stale = [e for e in pool.idle
-                 if not _runs_like(e, config) or e.state is not EnvState.IDLE or e.network != network or e.debug != debug]  # fmt: skip
+        stale = [e for e in pool.idle if e.state is not EnvState.IDLE or not self._fits(e, config, network)]
         for e in stale:
             pool.idle.remove(e)
             await e.stop()
