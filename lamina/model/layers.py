@@ -24,7 +24,6 @@ _LAYER_ARN = re.compile(
     r"^arn:(?:aws[a-zA-Z-]*)?:lambda:(?P<region>(?:eusc-)?[a-z]{2}(?:(?:-gov)|(?:-iso[a-z]?))?-[a-z]+-\d):"
     r"(?P<account>\d{12}):layer:(?P<name>[a-zA-Z0-9-_]+)(?::(?P<version>[0-9]+))?$"
 )
-_PLAIN_LAYER_NAME = re.compile(r"^[a-zA-Z0-9-_]{1,140}$")
 LAYER_NAME = re.compile(f"^(?:{LAYER_NAME_PATTERN_TEXT})$")
 LAYER_VERSION_ARN = re.compile(f"^(?:{LAYER_VERSION_ARN_PATTERN_TEXT})$")
 
@@ -51,10 +50,6 @@ def parse_layer_arn(arn: str) -> LayerArnParts | None:
         region=m.group("region"), account=m.group("account"), name=m.group("name"),
         version=int(version) if version is not None else None,
     )  # fmt: skip
-
-
-def is_plain_layer_name(name: str) -> bool:
-    return _PLAIN_LAYER_NAME.match(name) is not None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -121,7 +121,7 @@ def _sort_key(rid: str) -> tuple[str, int]:
     return (head, int(tail[-1]) if tail and tail[-1].isdigit() else 0)
 
 
-def _reachable_by_others(path: Path) -> bool:
+def reachable_by_others(path: Path) -> bool:
     """Every directory above `path` is searchable by other uids, and the file is readable."""
     for parent in path.parents:
         if not parent.stat().st_mode & 0o001:
@@ -134,7 +134,7 @@ def _find_python(version: str, *, shared_paths_only: bool = False) -> Path | Non
     if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
         base = getattr(sys, "_base_executable", None) or sys.executable
         real = Path(os.path.realpath(base))
-        if real.is_file() and (not shared_paths_only or _reachable_by_others(real)):
+        if real.is_file() and (not shared_paths_only or reachable_by_others(real)):
             return real
     candidates = [f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"]
     candidates += sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}")))
@@ -144,7 +144,7 @@ def _find_python(version: str, *, shared_paths_only: bool = False) -> Path | Non
     for c in candidates:
         if os.path.isfile(c) and os.access(c, os.X_OK):
             real = Path(os.path.realpath(c))
-            if not shared_paths_only or _reachable_by_others(real):
+            if not shared_paths_only or reachable_by_others(real):
                 return real
     return None
 
@@ -162,7 +162,7 @@ def _find_nodes(*, shared_paths_only: bool = False) -> dict[int, Path]:
         if not (os.path.isfile(c) and os.access(c, os.X_OK)):
             continue
         real = Path(os.path.realpath(c))
-        if real in seen or (shared_paths_only and not _reachable_by_others(real)):
+        if real in seen or (shared_paths_only and not reachable_by_others(real)):
             continue
         seen.add(real)
         major = _node_major(real)
@@ -178,8 +178,3 @@ def _node_major(node: Path) -> int | None:
         return None
     match = re.match(r"v(\d+)\.", out)
     return int(match.group(1)) if match else None
-
-
-def reachable_by_others(path: Path) -> bool:
-    """Whether sandbox uids can read `path` (for runtime builds other than the host's; versions.py)."""
-    return _reachable_by_others(path)

@@ -7,8 +7,8 @@ and installed by ``scripts/setup.sh`` into ``<repo>/.runtime-sdk/python3.X``: pu
 byte-compiled for every interpreter on the host (sandboxes see the SDK read-only, so a missing
 ``.pyc`` would be recompiled on every cold start that imports boto3).
 
-The versions are part of a runtime's version: `Sdk.version` and `Sdk.digest` (and the shortcut
-`sdk_version`) give them for a runtime identifier.
+The versions are part of a runtime's version: `Sdk.version` and `Sdk.digest` give them for a
+runtime identifier (runtimes/versions.py folds the digest into the runtime version ARN).
 """
 
 from __future__ import annotations
@@ -96,8 +96,3 @@ class SdkCatalog:
         """The Python runtimes among `runtime_ids` that run without an SDK here."""
         return [rid for rid in runtime_ids if set_name(rid) is not None and self.for_runtime(rid) is None]
 
-
-def sdk_version(runtime_id: str, root: Path = SDK_ROOT) -> str | None:
-    """The SDK version string a runtime carries on this host (None: none, or not a Python runtime)."""
-    sdk = SdkCatalog.discover(root).for_runtime(runtime_id)
-    return sdk.version if sdk is not None else None
