@@ -75,8 +75,7 @@ def init_report_line(init_ms: float, phase: str, status: str, error_type: str | 
 
 
 def timeout_line(request_id: str, timeout_s: float) -> str:
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
-    return f"{stamp} {request_id} Task timed out after {timeout_s:.2f} seconds"
+    return f"{_iso_now()} {request_id} Task timed out after {timeout_s:.2f} seconds"
 
 
 def _iso_now() -> str:

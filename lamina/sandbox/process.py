@@ -201,10 +201,7 @@ def _tree_peak_rss(root: int) -> int:
         seen.add(pid)
         proc = Path(f"/proc/{pid}")
         try:
-            for line in (proc / "status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1]) * 1024
-                    break
+            total += _status_kb((proc / "status").read_bytes(), b"VmHWM:") * 1024
             for task in (proc / "task").iterdir():
                 stack.extend(int(c) for c in (task / "children").read_text().split())
         except (FileNotFoundError, ProcessLookupError, PermissionError):
