@@ -28,6 +28,7 @@ from lamina.invoke.debug import DebugSessions
 from lamina.invoke.invoker import Invoker
 from lamina.logs.store import LogStore
 from lamina.model.errors import InvalidRequestContentException, LambdaError, ServiceException
+from lamina.model.ids import validation_error
 from lamina.runtimes.lifecycle import RuntimeCalendar
 from lamina.runtimes.versions import RuntimeVersions
 from lamina.store.code import CodeStore
@@ -113,3 +114,13 @@ def failure_response(exc: Exception, method: str, path: str) -> Response:
         return error_response(exc)
     log.error("unhandled error in %s %s", method, path, exc_info=exc)
     return error_response(ServiceException(f"Lamina hit an internal error: {type(exc).__name__}: {exc}"))
+
+
+def max_items(request: Request, limit: int) -> int | None:
+    """The `MaxItems` query parameter of a List call, 1 to `limit` (Lambda's ValidationException)."""
+    raw = request.query_params.get("MaxItems")
+    if raw is None:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= limit:
+        raise validation_error(raw, "maxItems", f"Member must have value between 1 and {limit}")
+    return int(raw)

@@ -11,9 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from lamina.api import shapes
-from lamina.api.common import Services, empty_response, json_body, json_response
+from lamina.api.common import Services, empty_response, json_body, json_response, max_items
 from lamina.api.functions import _ref
-from lamina.model.ids import validation_error
 
 
 async def put_event_invoke_config(request: Request, s: Services) -> Response:
@@ -47,9 +46,4 @@ async def list_event_invoke_configs(request: Request, s: Services) -> Response:
 
 
 def _max_items(request: Request) -> int | None:
-    raw = request.query_params.get("MaxItems")
-    if raw is None:
-        return None
-    if not raw.isdigit() or not 1 <= int(raw) <= 50:
-        raise validation_error(raw, "maxItems", "Member must have value between 1 and 50")
-    return int(raw)
+    return max_items(request, 50)

@@ -6,10 +6,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from lamina.api import shapes
-from lamina.api.common import Services, empty_response, json_body, json_response
+from lamina.api.common import Services, empty_response, json_body, json_response, max_items
 from lamina.model.errors import InvalidParameterValueException
 from lamina.model.function import FunctionConfig
-from lamina.model.ids import FunctionRef, validation_error
+from lamina.model.ids import FunctionRef
 from lamina.model.parity import ignored_fields, strict_message
 
 
@@ -26,12 +26,7 @@ def configuration(config: FunctionConfig, s: Services) -> shapes.Json:
 
 
 def _max_items(request: Request) -> int | None:
-    raw = request.query_params.get("MaxItems")
-    if raw is None:
-        return None
-    if not raw.isdigit() or not 1 <= int(raw) <= 10000:
-        raise validation_error(raw, "maxItems", "Member must have value between 1 and 10000")
-    return int(raw)
+    return max_items(request, 10000)
 
 
 def _check_strict(body: shapes.Json, s: Services) -> None:

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from lamina.api import shapes
-from lamina.api.common import Services, empty_response, json_body, json_response
+from lamina.api.common import Services, empty_response, json_body, json_response, max_items
 from lamina.model.ids import validation_error
 from lamina.model.layers import LayerFilter, LayerVersion
 
@@ -36,10 +36,7 @@ def _filter(request: Request) -> LayerFilter:
 
 
 def _page(request: Request, key: str, items: list[shapes.Json]) -> Response:
-    raw = request.query_params.get("MaxItems")
-    if raw is not None and (not raw.isdigit() or not 1 <= int(raw) <= 50):
-        raise validation_error(raw, "maxItems", "Member must have value between 1 and 50")
-    page, marker = shapes.paginate(items, request.query_params.get("Marker"), int(raw) if raw else None, cap=50)
+    page, marker = shapes.paginate(items, request.query_params.get("Marker"), max_items(request, 50), cap=50)
     body: dict[str, object] = {key: page}
     if marker:
         body["NextMarker"] = marker
