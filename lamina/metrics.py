@@ -101,6 +101,7 @@ class Metrics:
         self.registry.register(self._queue_depth)
         # Bound `inc` of each label combination seen, so the invoke path skips `labels()`.
         self._counted: dict[tuple[str, str, str], _Increment] = {}
+        self._received: dict[str, _Increment] = {}
         self._observe = {kind: self._duration.labels(kind).observe for kind in ("cold", "warm", "provisioned")}
 
     def watch_concurrency(self, in_use: Callable[[], int]) -> None:
@@ -112,7 +113,10 @@ class Metrics:
         self._queue_depth.source = queued
 
     def record_event_received(self, function: str) -> None:
-        self._async_received.labels(function).inc()
+        inc = self._received.get(function)
+        if inc is None:  # bound once per function, as `_count` does (the 202 path)
+            inc = self._received[function] = self._async_received.labels(function).inc
+        inc()
 
     def record_event_attempt(self, age_s: float) -> None:
         self._async_age.observe(max(0.0, age_s))

@@ -78,6 +78,8 @@ class LambdaHttpProtocol(HttpToolsProtocol):
         parser = self.parser
         if parser.get_method() != b"POST" or self.expect_100_continue or parser.should_upgrade():
             return False
+        if b"/invocations" not in self.url:
+            return False  # not Invoke: leave the URL to uvicorn, which parses it anyway
         if self.cycle is not None and not self.cycle.response_complete:
             return False  # pipelined behind a request in flight: uvicorn queues it
         http_version = parser.get_http_version()
