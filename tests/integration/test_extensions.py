@@ -10,7 +10,7 @@ import time
 import urllib.request
 from typing import Any
 
-from lamina.testing import RunningServer, deploy, read_logs, zip_files
+from lamina.testing import RunningServer, deploy, read_logs, wait_for_log, zip_files
 
 # A real external extension: a Python script speaking the Extensions API over one kept-alive
 # connection. It appends every event to /tmp (which the function shares) and prints to its
@@ -81,17 +81,6 @@ def idle_environment(server: RunningServer, fname: str, timeout: float = 20.0) -
     raise AssertionError(f"{fname}'s environment never became idle: {mine}")
 
 
-def wait_for_log(server: RunningServer, fname: str, needle: str, timeout: float = 20.0) -> list[str]:
-    deadline = time.monotonic() + timeout
-    cursor, seen = 0, []
-    while time.monotonic() < deadline:
-        events, cursor = read_logs(server.endpoint, fname, cursor=cursor, wait=2)  # long-poll
-        seen += [e["message"] for e in events]
-        if any(needle in m for m in seen):
-            return seen
-    raise AssertionError(f"{needle!r} never logged; got {seen}")
-
-
 def test_extension_gets_invoke_and_shutdown_events(server: RunningServer, lambda_client: Any, fname: str) -> None:
     arn = layer(lambda_client, fname + "-ext", {"extensions/recorder": RECORDER})
     deploy(lambda_client, fname, {"app.py": HANDLER}, Layers=[arn])
@@ -116,7 +105,7 @@ def test_extension_gets_invoke_and_shutdown_events(server: RunningServer, lambda
     started = time.monotonic()
     lambda_client.update_function_configuration(FunctionName=fname, Environment={"Variables": {"VERSION": "2"}})
     lambda_client.get_waiter("function_updated_v2").wait(FunctionName=fname)
-    wait_for_log(server, fname, "SHUTDOWN spindown")
+    wait_for_log(server.endpoint, fname, "SHUTDOWN spindown", timeout=20)
     assert time.monotonic() - started < 15
 
 
