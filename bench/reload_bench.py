@@ -71,7 +71,10 @@ def main() -> None:
             seen, live, answered, snapshot = [], [], [], []
             for r in range(1, args.saves + 1):
                 t0 = _save(src / "app.py", BODY.format(r=r))
+                deadline = time.monotonic() + 20
                 while True:
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"round {r}: the new code never ran")
                     got = json.loads(client.invoke(FunctionName="reload-bench")["Payload"].read())
                     if isinstance(got, dict) and got.get("round") == r:
                         answered.append((time.time() - t0) * 1000)

@@ -673,6 +673,7 @@ def dev(
 def _start_server(endpoint: str, data_dir: Path | None) -> subprocess.Popen[str]:
     """`lamina up` on the endpoint's loopback port, until `lamina dev` ends; returns once it listens."""
     import subprocess
+    import threading
     import urllib.parse
 
     from lamina.cli.client import CliError
@@ -682,14 +683,25 @@ def _start_server(endpoint: str, data_dir: Path | None) -> subprocess.Popen[str]
         raise CliError(f"no Lamina answers at {endpoint}, and lamina dev starts one only on a loopback address with a port")
     argv = [sys.executable, "-m", "lamina", "up", "--port", str(url.port), "--data-dir", str(data_dir or Path("data"))]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:
+    stdout = proc.stdout
+    assert stdout is not None
+
+    def show(line: str) -> None:
         _stderr().print(line.rstrip("\n"), style="dim", markup=False)
+
+    for line in stdout:
+        show(line)
         if line.startswith("Lamina listening on "):
             break
     else:
         proc.wait()
         raise CliError(f"lamina up did not start (exit status {proc.returncode})")
+    # Keep reading what the server prints (its warnings): a full pipe would block its writes.
+    def drain() -> None:
+        for rest in stdout:
+            show(rest)
+
+    threading.Thread(target=drain, daemon=True).start()
     return proc
 
 
