@@ -109,7 +109,7 @@ class CodeStore:
 
         def measure() -> int:
             if code.source is not None:
-                return sum(p.stat().st_size for p in self.unpacked_path(code).rglob("*") if p.is_file())
+                return code.size  # a snapshot's size is its files' (store/snapshots.py)
             with zipfile.ZipFile(self.zip_path(code)) as zf:
                 return sum(i.file_size for i in zf.infolist())
 
@@ -119,13 +119,13 @@ class CodeStore:
         """The /opt tree of `layers` in order (later ones overwrite earlier files), built once per
         distinct ordered list. One layer is its own unpacked tree; more are merged into a tree of
         hard links to their unpacked files (no file data is copied), cached by the list's hash."""
-        trees = [await self.unpack(code) for code in layers]
-        if len(trees) == 1:
-            return trees[0]
+        if len(layers) == 1:
+            return await self.unpack(layers[0])
         key = hashlib.sha256(" ".join(code.sha256_hex for code in layers).encode()).hexdigest()
         target = self._merged / key
-        if target.exists():
+        if target.exists():  # built before: no need to look at the layers' own trees
             return target
+        trees = [await self.unpack(code) for code in layers]
         lock = self._unpack_locks.setdefault(f"merged-{key}", asyncio.Lock())
         async with lock:
             if not target.exists():
