@@ -175,7 +175,7 @@ class EnvironmentManager:
     async def _create(self, config: FunctionConfig, network: NetworkMode, *, provisioned: bool = False) -> ExecutionEnvironment:
         # Each cold start looks at the installed builds again, so a patched interpreter is picked
         # up by the next one (spec 10, Auto); warm environments keep the version they started with.
-        await self._versions.look()
+        await self._versions.look(config.runtime)
         version = self._versions.select(config)  # InvalidRuntimeException when there is none to run
         debug = self._debug.get(config.name)
         if debug is not None and config.code.source is not None:

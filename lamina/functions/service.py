@@ -250,7 +250,7 @@ class FunctionService:
         if c.runtime is None:
             raise InvalidParameterValueException("Runtime is required for a Zip package.")
         validate.tags(req.tags)
-        await self._versions.look()  # a runtime whose first build was installed a moment ago counts
+        await self._versions.look(c.runtime)  # a runtime whose first build was installed a moment ago counts
         self._validate_changes(req.name, c, runtime_required=True)
         async with self._lock(req.name):
             if req.name in self._functions:
@@ -337,7 +337,7 @@ class FunctionService:
         validate.runtime_updatable(rec.latest.runtime, self.calendar)
         self._check_updatable(rec, revision_id)
         code = await self._code.put(zip_file)
-        await self._versions.look()  # FunctionUpdate functions move to the newest version now
+        await self._versions.look(rec.latest.runtime)  # FunctionUpdate functions move to the newest version now
         async with self._lock(name):
             rec = self.record(name)
             self._check_updatable(rec, revision_id)

@@ -133,30 +133,41 @@ class RuntimeVersions:
 
     # --- discovery ---------------------------------------------------------------------------
 
-    async def look(self) -> None:
+    async def look(self, rid: str | None = None) -> None:
         """`refresh` off the event loop (hashing a new build reads its whole binary), one at a time."""
         if self._looking is None:
             self._looking = asyncio.Lock()
         async with self._looking:
-            await asyncio.to_thread(self.refresh)
+            await asyncio.to_thread(self.refresh, rid)
 
-    def refresh(self) -> None:
-        """Look at the installed builds again (blocking: stat calls, and hashing of new builds)."""
-        table: dict[str, list[RuntimeVersion]] = {}
-        for rid in self._catalog.available:
-            info = self._catalog.get(rid)
-            if info is None:
-                continue
-            found = [self._version(rid, info.interpreter)] if info.interpreter is not None else [self._os_version(rid)]
-            found += [self._version(rid, path) for path in self._extra_builds(rid)]
-            versions = {v.arn: v for v in found if v is not None}  # a copy identical to another is one version
-            table[rid] = sorted(versions.values(), key=lambda v: v.installed, reverse=True)
-        for rid in self._extra_runtimes() - set(table):
-            # A build for a runtime the host itself lacks (e.g. a Python the distribution does not ship).
-            versions = {v.arn: v for v in (self._version(rid, p) for p in self._extra_builds(rid)) if v is not None}
-            if versions:
-                table[rid] = sorted(versions.values(), key=lambda v: v.installed, reverse=True)
+    def refresh(self, rid: str | None = None) -> None:
+        """Look at the installed builds again (blocking: stat calls, and hashing of new builds): of
+        every runtime, or of `rid` alone (a cold start needs only its own runtime's)."""
+        if rid is not None:
+            table = dict(self._table)
+            found = self._scan(rid)
+            if found or self._catalog.get(rid) is not None:
+                table[rid] = found
+            else:
+                table.pop(rid, None)
+            self._table = table
+            return
+        table = {}
+        for r in [*self._catalog.available, *sorted(self._extra_runtimes() - set(self._catalog.available))]:
+            found = self._scan(r)
+            if found or self._catalog.get(r) is not None:
+                table[r] = found
         self._table = table
+
+    def _scan(self, rid: str) -> list[RuntimeVersion]:
+        """`rid`'s installed versions, newest first: the host's build (or OS) and the extra builds."""
+        info = self._catalog.get(rid)
+        found: list[RuntimeVersion | None] = []
+        if info is not None:
+            found.append(self._version(rid, info.interpreter) if info.interpreter is not None else self._os_version(rid))
+        found += [self._version(rid, path) for path in self._extra_builds(rid)]
+        versions = {v.arn: v for v in found if v is not None}  # a copy identical to another is one version
+        return sorted(versions.values(), key=lambda v: v.installed, reverse=True)
 
     def _extra_runtimes(self) -> set[str]:
         if self._builds_dir is None or not self._builds_dir.is_dir():
