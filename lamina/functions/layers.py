@@ -20,7 +20,6 @@ from dataclasses import dataclass, field, replace
 from lamina.functions.service import now_timestamp
 from lamina.model.errors import (
     InvalidParameterValueException,
-    PreconditionFailedException,
     ResourceConflictException,
     ResourceNotFoundException,
     ValidationException,
@@ -43,6 +42,7 @@ from lamina.model.layers import (
 from lamina.runtimes.catalog import LAMBDA_RUNTIMES
 from lamina.store.code import CodeStore
 from lamina.store.layers import LayerRepo
+from lamina.functions import validate
 
 ARCHITECTURES = ("x86_64", "arm64")
 _NOT_FOUND = "The resource you requested does not exist."
@@ -178,7 +178,7 @@ class LayerService:
         layer = self.layer_name(name)
         async with self._lock(layer):
             target = self._permission_target(layer, version)
-            _check_revision(req.revision_id, target.policy_revision)
+            validate.revision(req.revision_id, target.policy_revision, api="GetLayerPolicy")
             if any(s.sid == req.statement.sid for s in target.statements):
                 raise ResourceConflictException(
                     f"The statement id ({req.statement.sid}) provided already exists. "
@@ -200,7 +200,7 @@ class LayerService:
             target = self._permission_target(layer, version)
             if not any(s.sid == sid for s in target.statements):
                 raise ResourceNotFoundException(f"Statement {sid} is not found in resource policy.")
-            _check_revision(revision_id, target.policy_revision)
+            validate.revision(revision_id, target.policy_revision, api="GetLayerPolicy")
             kept = tuple(s for s in target.statements if s.sid != sid)
             await self._store(replace(target, statements=kept, policy_revision=str(uuid.uuid4())))
 
@@ -303,11 +303,3 @@ def _check_statement(s: LayerStatement) -> None:
         failures.append((s.organization_id, "organizationId", f"Member must satisfy regular expression pattern: {_ORGANIZATION}"))
     if failures:
         raise _validation(failures)
-
-
-def _check_revision(given: str | None, current: str | None) -> None:
-    if given is not None and given != current:
-        raise PreconditionFailedException(
-            "The Revision Id provided does not match the latest Revision Id. "
-            "Call the GetLayerPolicy API to retrieve the latest Revision Id"
-        )

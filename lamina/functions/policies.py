@@ -15,13 +15,13 @@ import uuid
 from lamina.functions.service import FunctionRecord, FunctionService
 from lamina.model.errors import (
     InvalidParameterValueException,
-    PreconditionFailedException,
     ResourceConflictException,
     ResourceNotFoundException,
 )
 from lamina.model.ids import LATEST, VERSION_NUMBER, FunctionRef
 from lamina.model.urls import PermissionInput, Policy, PolicyStatement
 from lamina.store.urls import UrlRepo
+from lamina.functions import validate
 
 _ACCOUNT = re.compile(r"^\d{12}$")
 
@@ -104,14 +104,7 @@ class Policies:
 
     def _check_revision(self, rec: FunctionRecord, qualifier: str | None, current: Policy | None, given: str | None) -> None:
         """RevisionId guards against a concurrent change: the policy's, or the function's before it has one."""
-        if given is None:
-            return
-        expected = current.revision_id if current is not None else rec.latest.revision_id
-        if given != expected:
-            raise PreconditionFailedException(
-                "The Revision Id provided does not match the latest Revision Id. Call the GetPolicy API to retrieve "
-                "the latest Revision Id"
-            )
+        validate.revision(given, current.revision_id if current is not None else rec.latest.revision_id, api="GetPolicy")
 
 
 def _principal(raw: str) -> str | dict[str, str]:

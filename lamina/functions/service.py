@@ -21,7 +21,6 @@ from lamina.functions import validate
 from lamina.model.events import EventInvokeConfig
 from lamina.model.errors import (
     InvalidParameterValueException,
-    PreconditionFailedException,
     ProvisionedConcurrencyConfigNotFoundException,
     ResourceConflictException,
     ResourceNotFoundException,
@@ -330,7 +329,7 @@ class FunctionService:
                 "The operation cannot be performed at this time. An update is in progress for resource: "
                 f"{self.arns.function(rec.name)}"
             )
-        _check_revision(revision_id, rec.latest.revision_id)
+        validate.revision(revision_id, rec.latest.revision_id)
 
     async def update_code(self, name: str, zip_file: bytes, *, publish: bool = False, revision_id: str | None = None) -> FunctionConfig:
         rec = self.record(name)
@@ -568,7 +567,7 @@ class FunctionService:
                            weights: dict[str, float] | None, revision_id: str | None) -> Alias:  # fmt: skip
         async with self._lock(name):
             a = self.get_alias(name, alias)
-            _check_revision(revision_id, a.revision_id)
+            validate.revision(revision_id, a.revision_id)
             new_version = version if version is not None else a.function_version
             new_weights = weights if weights is not None else a.additional_weights
             self._check_alias_target(self.record(name), new_version, new_weights)
@@ -719,15 +718,6 @@ class FunctionService:
         """The function's own network setting (the `lamina:network` tag), if it has one."""
         rec = self._functions.get(name)
         return rec.tags.get(validate.NETWORK_TAG) if rec is not None else None
-
-
-def _check_revision(given: str | None, current: str) -> None:
-    """RevisionId preconditions (spec 2.3): a given id must be the current one."""
-    if given is not None and given != current:
-        raise PreconditionFailedException(
-            "The Revision Id provided does not match the latest Revision Id. "
-            "Call the GetFunction/GetAlias API to retrieve the latest Revision Id"
-        )
 
 
 def _apply(config: FunctionConfig, c: ConfigChanges, layers: tuple[LayerRef, ...]) -> FunctionConfig:

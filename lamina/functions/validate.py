@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from lamina.model.errors import InvalidParameterValueException
+from lamina.model.errors import InvalidParameterValueException, PreconditionFailedException
 from lamina.model.function import LogFormat, LogLevel
 from lamina.model.ids import validation_error
 from lamina.runtimes.catalog import LAMBDA_RUNTIMES
@@ -201,3 +201,13 @@ def arn_service(arn: str) -> str:
     """The service part of an ARN ("lambda", "sqs", ...); "" if `arn` has none."""
     parts = arn.split(":", 3)
     return parts[2] if len(parts) > 2 and parts[0] == "arn" else ""
+
+
+def revision(given: str | None, current: str | None, *, api: str = "GetFunction/GetAlias") -> None:
+    """RevisionId preconditions (spec 2.3): a given id must be the current one; `api` is the call
+    the message sends the caller to for the current id."""
+    if given is not None and given != current:
+        raise PreconditionFailedException(
+            f"The Revision Id provided does not match the latest Revision Id. Call the {api} API to retrieve the latest "
+            "Revision Id"
+        )
